@@ -1,0 +1,322 @@
+"""Fashion-MNIST / MNIST loading and deterministic, per-process batching."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import gzip
+import math
+import os
+import struct
+import zlib
+from typing import Any, Iterator, Mapping, Optional, Union
+
+import numpy as np
+
+from cgan_jax.errors import UserError
+
+PathLike = Union[str, os.PathLike]
+ENV_DATA_DIR = 'CGAN_JAX_DATA_DIR'
+PIPELINES = ('tf.data', 'numpy')
+_IDX_PREFIX = {'train': 'train', 'test': 't10k'}
+
+
+class DataError(UserError):
+  """A dataset could not be found, read, validated or batched."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+  """Static description of a supported dataset."""
+  name: str
+  num_classes: int = 10
+  image_shape: tuple[int, int, int] = (28, 28, 1)
+  idx_dirs: tuple[str, ...] = ()
+  splits: Mapping[str, int] = dataclasses.field(
+      default_factory=lambda: {'train': 60000, 'test': 10000}, hash=False)
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    'fashion_mnist': DatasetInfo(
+        'fashion_mnist', idx_dirs=('/usr/share/datasets/fashion-mnist',)),
+    'mnist': DatasetInfo('mnist'),
+}
+
+
+def canonical_name(name: str) -> str:
+  """Maps a dataset name or alias ('fashion-mnist') to its TFDS name."""
+  key = str(name).strip().lower().replace('-', '_')
+  if key not in DATASETS:
+    raise DataError(f'Unknown dataset {name!r}; known datasets: '
+                    f'{", ".join(sorted(DATASETS))}.')
+  return key
+
+
+def read_idx(path: PathLike) -> np.ndarray:
+  """Reads a (gzipped or raw) uint8 IDX file, validating header and size."""
+  path = os.fspath(path)
+  is_gzip = False
+  try:
+    with open(path, 'rb') as f:
+      is_gzip = f.read(2) == b'\x1f\x8b'
+      f.seek(0)
+      if is_gzip:
+        with gzip.GzipFile(fileobj=f) as g:
+          data = g.read()
+      else:
+        data = f.read()
+  except (EOFError, zlib.error, OSError) as e:
+    what = 'corrupt gzip stream' if is_gzip else 'cannot read file'
+    raise DataError(
+        f'IDX file {path}: {what} ({type(e).__name__}: {e}).') from e
+  if len(data) < 4 or data[:2] != b'\x00\x00':
+    raise DataError(f'IDX file {path}: bad magic number {data[:4].hex()!r} '
+                    '(expected 0000 followed by dtype and ndim bytes).')
+  dtype_code, ndim = data[2], data[3]
+  if dtype_code != 0x08:
+    raise DataError(f'IDX file {path}: unsupported dtype code '
+                    f'0x{dtype_code:02x} (only 0x08 = uint8 is supported).')
+  if ndim not in (1, 3):
+    raise DataError(f'IDX file {path}: unsupported number of dimensions {ndim} '
+                    '(expected 1 for labels or 3 for images).')
+  header = 4 + 4 * ndim
+  if len(data) < header:
+    raise DataError(f'IDX file {path}: header truncated ({len(data)} bytes).')
+  dims = struct.unpack(f'>{ndim}I', data[4:header])
+  expected, got = math.prod(dims), len(data) - header
+  if got != expected:
+    what = 'truncated' if got < expected else 'oversize'
+    raise DataError(f'IDX file {path}: {what} payload: {got} bytes, but header '
+                    f'dims {dims} need exactly {expected}.')
+  return np.frombuffer(data, np.uint8, offset=header).reshape(dims)
+
+
+def _idx_bytes(array: np.ndarray) -> bytes:
+  """Serialises a uint8 array as IDX bytes (header + payload)."""
+  return (struct.pack(f'>HBB{array.ndim}I', 0, 0x08, array.ndim, *array.shape)
+          + np.ascontiguousarray(array, np.uint8).tobytes())
+
+
+def make_synthetic_idx(directory: PathLike, images: np.ndarray,
+                       labels: np.ndarray,
+                       prefix: str = 'train') -> tuple[str, str]:
+  """Writes gzipped IDX images/labels files; returns their paths."""
+  images, labels = np.asarray(images), np.asarray(labels)
+  if images.ndim == 4 and images.shape[-1] == 1:
+    images = images[..., 0]
+  if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+    raise DataError(f'make_synthetic_idx needs images (N,H,W[,1]) and labels '
+                    f'(N,), got {images.shape} and {labels.shape}.')
+  if any(a.size and (a.min() < 0 or a.max() > 255) for a in (images, labels)):
+    raise DataError('make_synthetic_idx: values must fit in uint8.')
+  prefix = _IDX_PREFIX.get(prefix, prefix)
+  os.makedirs(directory, exist_ok=True)
+  paths = []
+  for kind, arr in (('images-idx3', images), ('labels-idx1', labels)):
+    path = os.path.join(os.fspath(directory), f'{prefix}-{kind}-ubyte.gz')
+    with gzip.open(path, 'wb') as f:
+      f.write(_idx_bytes(arr.astype(np.uint8)))
+    paths.append(path)
+  return paths[0], paths[1]
+
+
+def _validated(info: DatasetInfo, images: np.ndarray, labels: np.ndarray,
+               where: str) -> tuple[np.ndarray, np.ndarray]:
+  """Checks shapes/labels, returns read-only (N,H,W,C) uint8 and (N,) int32."""
+  images, labels = np.asarray(images), np.asarray(labels)
+  if images.ndim == len(info.image_shape) and info.image_shape[-1] == 1:
+    images = images[..., None]  # IDX stores (N, H, W) for one channel.
+  if images.shape[1:] != info.image_shape or images.dtype != np.uint8:
+    raise DataError(f'{where}: images have shape {images.shape} dtype '
+                    f'{images.dtype}, expected (N, '
+                    f'{", ".join(map(str, info.image_shape))}) uint8.')
+  if labels.ndim != 1 or len(labels) != len(images):
+    raise DataError(f'{where}: {len(images)} images but labels of shape '
+                    f'{labels.shape}.')
+  if len(labels) and (labels.min() < 0 or labels.max() >= info.num_classes):
+    raise DataError(f'{where}: labels must be in [0, {info.num_classes}), got '
+                    f'range [{labels.min()}, {labels.max()}].')
+  labels = labels.astype(np.int32)
+  for arr in (images, labels):
+    arr.flags.writeable = False  # Shared through the in-process cache.
+  return images, labels
+
+
+def _idx_files(directory: str, split: str) -> tuple[Optional[list[str]], str]:
+  """Finds the split's images/labels files in a directory, or says why not."""
+  if not os.path.isdir(directory):
+    return None, 'directory does not exist'
+  prefix, found, missing = _IDX_PREFIX[split], [], []
+  for kind in ('images-idx3', 'labels-idx1'):
+    stem = os.path.join(directory, f'{prefix}-{kind}-ubyte')
+    hits = [p for p in (stem, stem + '.gz') if os.path.isfile(p)]
+    (found.append(hits[0]) if hits else missing.append(
+        f'{prefix}-{kind}-ubyte[.gz]'))
+  return (None, 'missing ' + ' and '.join(missing)) if missing else (found, '')
+
+
+def _try_tfds(info: DatasetInfo, split: str, data_dir: Optional[str],
+              allow_download: bool,
+              tried: list[str]) -> Optional[tuple[np.ndarray, np.ndarray]]:
+  """Loads a whole split through TFDS, or records in `tried` why not."""
+  label = ('TFDS download' if allow_download else
+           f'TFDS prepared data in {data_dir}')
+  if not (allow_download or os.path.isdir(os.path.join(data_dir, info.name))):
+    tried.append(f'{label}: no prepared {info.name}/ subdirectory')
+    return None
+  try:
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    tried.append(f'{label}: tensorflow_datasets not installed')
+    return None
+  try:
+    _tf()  # Hide GPUs from TensorFlow before TFDS creates tensors.
+    data = tfds.as_numpy(tfds.load(info.name, split=split, data_dir=data_dir,
+                                   download=allow_download, batch_size=-1))
+    return _validated(info, data['image'], data['label'], label)
+  except Exception as e:  # pylint: disable=broad-except
+    first_line = (str(e).strip().splitlines() or [''])[0][:200]
+    tried.append(f'{label}: {type(e).__name__}: {first_line}')
+    return None
+
+
+@functools.lru_cache(maxsize=8)
+def _load_cached(name: str, split: str, data_dir: Optional[str],
+                 allow_download: bool,
+                 env_dir: Optional[str]) -> tuple[np.ndarray, np.ndarray]:
+  """Tries every source in order; cached per arguments and env setting."""
+  info, tried = DATASETS[name], []
+  if data_dir and (out := _try_tfds(info, split, data_dir, False, tried)):
+    return out
+  if not env_dir:
+    tried.append(f'IDX files in ${ENV_DATA_DIR}: variable not set')
+  dirs = [d for d in (data_dir, env_dir, *info.idx_dirs) if d]
+  for directory in dict.fromkeys(dirs):  # Ordered de-duplication.
+    files, why = _idx_files(directory, split)
+    if files is None:
+      tried.append(f'IDX files in {directory}: {why}')
+      continue
+    images, labels = read_idx(files[0]), read_idx(files[1])
+    return _validated(info, images, labels, f'IDX files {files[0]}, {files[1]}')
+  if allow_download:
+    if out := _try_tfds(info, split, data_dir, True, tried):
+      return out
+  else:
+    tried.append('TFDS download: not allowed (allow_download=False)')
+  hints = [f'set ${ENV_DATA_DIR} or --config.data_dir to a directory holding '
+           'train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, '
+           't10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz',
+           'or allow downloading (allow_download=True) on a machine with '
+           'network access']
+  if name == 'fashion_mnist':
+    hints.insert(0, 'run `apt-get install dataset-fashion-mnist`')
+  raise DataError(f'Could not load {name!r} split {split!r}. Tried:\n'
+                  + ''.join(f'  - {t}\n' for t in tried)
+                  + 'To fix: ' + '; '.join(hints) + '.')
+
+
+def load_split(name: str, split: str, data_dir: Optional[PathLike] = None,
+               allow_download: bool = False) -> tuple[np.ndarray, np.ndarray]:
+  """Returns read-only (images uint8 (N,28,28,1), labels int32 (N,))."""
+  info = DATASETS[canonical_name(name)]
+  if split not in info.splits:
+    raise DataError(f'Unknown split {split!r} for {info.name}; known splits: '
+                    f'{", ".join(info.splits)}.')
+  data_dir = os.path.expanduser(os.fspath(data_dir)) if data_dir else None
+  return _load_cached(info.name, split, data_dir, bool(allow_download),
+                      os.environ.get(ENV_DATA_DIR) or None)
+
+
+def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
+  """Deterministic int64 permutation of range(n) for (seed, epoch)."""
+  if seed < 0 or epoch < 0:
+    raise DataError(f'seed and epoch must be >= 0, got {seed} and {epoch}.')
+  rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(epoch)]))
+  return rng.permutation(n).astype(np.int64)
+
+
+def steps_per_epoch(n: int, global_batch: int) -> int:
+  """Number of full global batches in n examples (remainder dropped)."""
+  if global_batch <= 0:
+    raise DataError(f'global batch size must be positive, got {global_batch}.')
+  if n // global_batch == 0:
+    raise DataError(f'{n} examples are fewer than one global batch of '
+                    f'{global_batch}.')
+  return n // global_batch
+
+
+@functools.cache
+def _tf() -> Any:
+  """Imports TensorFlow once, hiding GPUs from it (JAX owns them)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  try:
+    tf.config.set_visible_devices([], 'GPU')
+  except RuntimeError:  # TF runtime already initialised elsewhere.
+    pass
+  return tf
+
+
+_TF_CONSTANTS: dict[tuple[int, int], tuple[Any, ...]] = {}
+
+
+def _tf_constants(images: np.ndarray, labels: np.ndarray) -> tuple[Any, Any]:
+  """TF constants for (images, labels), cached per array object pair."""
+  key = (id(images), id(labels))
+  hit = _TF_CONSTANTS.get(key)
+  if hit is None or hit[0] is not images or hit[1] is not labels:
+    tf = _tf()
+    if len(_TF_CONSTANTS) >= 4:  # Keep at most a few datasets alive.
+      _TF_CONSTANTS.pop(next(iter(_TF_CONSTANTS)))
+    hit = (images, labels, tf.constant(images),
+           tf.constant(labels.astype(np.int32)))
+    _TF_CONSTANTS[key] = hit
+  return hit[2], hit[3]
+
+
+def _tf_batches(images: np.ndarray, labels: np.ndarray, order: np.ndarray,
+                local: int) -> Iterator[dict[str, np.ndarray]]:
+  """tf.data pipeline gathering the rows of `order`, `local` at a time."""
+  tf = _tf()
+  image_t, label_t = _tf_constants(images, labels)
+  ds = tf.data.Dataset.from_tensor_slices(order).batch(local,
+                                                       drop_remainder=True)
+  ds = ds.map(lambda i: {'image': tf.gather(image_t, i),
+                         'label': tf.gather(label_t, i)},
+              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  yield from ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
+
+
+def _np_batches(images: np.ndarray, labels: np.ndarray, order: np.ndarray,
+                local: int) -> Iterator[dict[str, np.ndarray]]:
+  """Pure-numpy equivalent of _tf_batches."""
+  for rows in order.reshape(-1, local):
+    yield {'image': images[rows], 'label': labels[rows].astype(np.int32)}
+
+
+def batches(images: np.ndarray, labels: np.ndarray, *, global_batch: int,
+            seed: int, epoch: int, start_step: int = 0, process_index: int = 0,
+            process_count: int = 1,
+            pipeline: str = 'tf.data') -> Iterator[dict[str, np.ndarray]]:
+  """Yields this process's slice of global batches start_step.. of an epoch."""
+  images, labels = np.asarray(images), np.asarray(labels)
+  if images.dtype != np.uint8 or len(images) != len(labels):
+    raise DataError(f'batches() needs uint8 images and as many labels, got '
+                    f'{images.dtype} {images.shape} and {labels.shape}.')
+  if pipeline not in PIPELINES:
+    raise DataError(f'Unknown pipeline {pipeline!r}; known: {PIPELINES}.')
+  if process_count <= 0 or not 0 <= process_index < process_count:
+    raise DataError(f'Bad process_index {process_index} / process_count '
+                    f'{process_count}.')
+  steps = steps_per_epoch(len(images), global_batch)
+  if global_batch % process_count:
+    raise DataError(f'global batch {global_batch} is not divisible by the '
+                    f'{process_count} processes.')
+  if not 0 <= start_step <= steps:
+    raise DataError(f'start_step {start_step} outside [0, {steps}].')
+  local = global_batch // process_count
+  perm = epoch_permutation(seed, epoch, len(images))[:steps * global_batch]
+  mine = perm.reshape(steps, global_batch)[
+      start_step:, process_index * local:(process_index + 1) * local]
+  order = np.ascontiguousarray(mine).reshape(-1)
+  make = _tf_batches if pipeline == 'tf.data' else _np_batches
+  return make(images, labels, order, local)

@@ -1,0 +1,30 @@
+"""Rebuilding a trained generator from a workdir, and drawing from it."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from cgan_jax import checkpointing, input_pipeline
+from cgan_jax import state as state_lib
+
+
+def load(workdir: str, step: int | None = None) -> tuple[state_lib.GAN, state_lib.GANState]:
+  """The GAN and training state of `workdir`'s checkpoint (latest by default), on one device."""
+  ckpt = checkpointing.Checkpointer(workdir, read_only=True)
+  meta = ckpt.restore_meta(step)
+  config = ml_collections.ConfigDict(meta['config'])
+  info = input_pipeline.DATASETS[input_pipeline.canonical_name(config.dataset)]
+  gan = state_lib.build_gan(config, info.num_classes, axis_name=None)
+  template = state_lib.init_state(gan, jax.random.PRNGKey(0), info.image_shape)
+  return gan, ckpt.restore_state(template, step)
+
+
+def draw(gan: state_lib.GAN, state: state_lib.GANState, labels: list[int],
+         seed: int = 0) -> np.ndarray:
+  """One image per label, from noise seeded by `seed` (same seed, same images)."""
+  keys = jax.random.split(jax.random.PRNGKey(seed), len(labels))
+  z_NZ = jax.vmap(lambda k: gan.latent(k, gan.z_dim))(keys)
+  images = jax.jit(state_lib.generate, static_argnums=0)(
+      gan, state.g_params, state.g_stats, z_NZ, jnp.asarray(labels, jnp.int32))
+  return np.asarray(jax.device_get(images))

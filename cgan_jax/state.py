@@ -1,0 +1,95 @@
+"""The GAN training state: one pytree of arrays plus a static description of the GAN."""
+
+import dataclasses
+from typing import Any, Callable
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from cgan_jax import losses, models
+from cgan_jax.errors import UserError
+
+PyTree = Any
+
+# Optimizer names in configs -> optax constructors; the other config fields are kwargs.
+OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
+    'adam': optax.adam,
+    'rmsprop': optax.rmsprop,
+    'sgd': optax.sgd,
+}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity: a static jit argument
+class GAN:
+  """Everything static about a GAN: networks, latent prior, objective and optimizers."""
+  generator: nn.Module
+  discriminator: nn.Module
+  latent: Callable[[jax.Array, int], jax.Array]
+  z_dim: int
+  num_classes: int
+  conditional: bool
+  pixel_range: tuple[float, float]
+  loss: losses.LossPair
+  g_tx: optax.GradientTransformation
+  d_tx: optax.GradientTransformation
+
+
+@flax.struct.dataclass
+class GANState:
+  """All arrays that change during training; `gan` rides along as static data."""
+  step: jax.Array
+  rng: jax.Array
+  g_params: PyTree
+  g_stats: PyTree  # BatchNorm running statistics ({} when the net has none)
+  g_opt: PyTree
+  d_params: PyTree
+  d_stats: PyTree
+  d_opt: PyTree
+  gan: GAN = flax.struct.field(pytree_node=False)
+
+
+def make_optimizer(cfg: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """Builds an optax optimizer from a config such as {name: adam, learning_rate: 2e-4, b1: 0.5}."""
+  kwargs = cfg.to_dict()
+  name = kwargs.pop('name')
+  if name not in OPTIMIZERS:
+    raise UserError(f'unknown optimizer {name!r}; known: {", ".join(sorted(OPTIMIZERS))}')
+  return OPTIMIZERS[name](**kwargs)
+
+
+def build_gan(config: ml_collections.ConfigDict, num_classes: int,
+              axis_name: str | None) -> GAN:
+  """Resolves the config's model, loss and optimizer names into a `GAN`."""
+  parts = models.build(config, num_classes, axis_name)
+  if config.loss not in losses.LOSSES:
+    raise UserError(f'unknown loss {config.loss!r}; known: {", ".join(sorted(losses.LOSSES))}')
+  return GAN(parts.generator, parts.discriminator, parts.latent, config.z_dim, num_classes,
+             parts.conditional, parts.pixel_range, losses.LOSSES[config.loss],
+             make_optimizer(config.g_optimizer), make_optimizer(config.d_optimizer))
+
+
+def init_state(gan: GAN, rng: jax.Array, image_shape: tuple[int, ...]) -> GANState:
+  """Initialises G and D (inference-mode trace, so no cross-device axis is needed)."""
+  g_key, d_key, train_key = jax.random.split(rng, 3)
+  z = jnp.zeros((1, gan.z_dim), jnp.float32)
+  y = jnp.zeros((1,), jnp.int32)
+  g_vars = gan.generator.init(g_key, z, y, train=False)
+  d_vars = gan.discriminator.init(d_key, jnp.zeros((1, *image_shape), jnp.float32), y,
+                                  train=False)
+  return GANState(
+      step=jnp.zeros((), jnp.int32), rng=train_key,
+      g_params=g_vars['params'], g_stats=g_vars.get('batch_stats', {}),
+      g_opt=gan.g_tx.init(g_vars['params']),
+      d_params=d_vars['params'], d_stats=d_vars.get('batch_stats', {}),
+      d_opt=gan.d_tx.init(d_vars['params']), gan=gan)
+
+
+def generate(gan: GAN, g_params: PyTree, g_stats: PyTree, z_BZ: jax.Array,
+             y_B: jax.Array) -> jax.Array:
+  """G in inference mode (running BatchNorm statistics): images in [0, 1]."""
+  return gan.generator.apply({'params': g_params, 'batch_stats': g_stats}, z_BZ, y_B,
+                             train=False)

@@ -1,0 +1,169 @@
+"""The training loop: build, restore, iterate, log, sample, checkpoint, guard against NaN."""
+
+import functools
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+
+from cgan_jax import checkpointing, input_pipeline, parallel, steps, visualize
+from cgan_jax import state as state_lib
+from cgan_jax.errors import UserError
+from configs.default import RUNTIME_FIELDS
+
+SAMPLES_PER_CLASS = 10
+
+
+class TrainingDiverged(UserError):
+  """A loss or parameter became NaN/Inf."""
+
+
+def check_workdir(workdir: str) -> None:
+  """Creates `workdir` and proves it is writable, or raises a UserError."""
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, f'.write_probe_{os.getpid()}')
+    with open(probe, 'w') as f:
+      f.write('ok')
+    os.remove(probe)
+  except OSError as e:
+    raise UserError(f'workdir {workdir} is not writable: {e.strerror or e}') from e
+
+
+def check_same_run(saved: dict[str, Any], config: ml_collections.ConfigDict, where: str) -> None:
+  """Refuses to resume a checkpoint written by a different model/config."""
+  old = {k: v for k, v in saved['config'].items() if k not in RUNTIME_FIELDS}
+  new = {k: v for k, v in config.to_dict().items() if k not in RUNTIME_FIELDS}
+  diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+  if diff:
+    shown = '; '.join(f'{k}: checkpoint {old.get(k)!r} vs config {new.get(k)!r}' for k in diff)
+    raise UserError(f'{where} holds a checkpoint of a different run ({shown}). '
+                    'Use another --workdir, or the config it was trained with.')
+
+
+def sample_inputs(gan: state_lib.GAN, seed: int) -> tuple[jax.Array, jax.Array]:
+  """Fixed noise for the per-epoch grids: one row per class, SAMPLES_PER_CLASS columns."""
+  n = gan.num_classes * SAMPLES_PER_CLASS
+  keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), 0x5A3B1E), n)
+  z_NZ = jax.vmap(lambda k: gan.latent(k, gan.z_dim))(keys)
+  y_N = jnp.repeat(jnp.arange(gan.num_classes, dtype=jnp.int32), SAMPLES_PER_CLASS)
+  return z_NZ, y_N
+
+
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+  return jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
+def _make_writer(workdir: str):
+  from clu import metric_writers  # imports TensorFlow's summary writer
+  return metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state_lib.GANState:
+  """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the final state."""
+  info = input_pipeline.DATASETS[input_pipeline.canonical_name(config.dataset)]
+  gan = state_lib.build_gan(config, info.num_classes, steps.AXIS)
+  check_workdir(workdir)
+  ckpt = checkpointing.Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
+  resumed_from = ckpt.latest_step()
+  if resumed_from is not None:
+    check_same_run(ckpt.restore_meta(resumed_from), config, workdir)
+
+  images, labels = input_pipeline.load_split(info.name, 'train', config.data_dir or None,
+                                             allow_download=config.allow_download)
+  if config.num_train_examples:
+    images, labels = images[:config.num_train_examples], labels[:config.num_train_examples]
+  mesh = parallel.make_mesh(config.num_devices)
+  if config.batch_size % mesh.size:
+    raise UserError(f'batch_size {config.batch_size} is not divisible by {mesh.size} devices')
+  steps_per_epoch = input_pipeline.steps_per_epoch(len(images), config.batch_size)
+  total_steps = config.num_epochs * steps_per_epoch
+
+  state = state_lib.init_state(gan, jax.random.PRNGKey(config.seed), info.image_shape)
+  state = jax.device_put(state, parallel.replicated(mesh))
+  if resumed_from is not None:
+    state = ckpt.restore_state(state, resumed_from)
+    logging.info('Resumed from %s', ckpt.path(resumed_from))
+  meta = {'config': config.to_dict(), 'steps_per_epoch': steps_per_epoch}
+
+  train_step = parallel.data_parallel(steps.train_step, mesh)
+  sample = jax.jit(functools.partial(state_lib.generate, gan))
+  z_fixed, y_fixed = sample_inputs(gan, config.seed)
+  writer = _make_writer(workdir)
+  if resumed_from is None:
+    writer.write_hparams({k: v for k, v in config.to_dict().items() if not isinstance(v, dict)})
+  os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
+
+  step = int(jax.device_get(state.step))
+  last_good = resumed_from
+  pending: list[dict[str, jax.Array]] = []
+  t_last, step_last = time.perf_counter(), step
+
+  def flush_metrics() -> None:
+    """Fetches the metrics of the steps since the last flush; stops on the first NaN/Inf."""
+    nonlocal pending, t_last, step_last
+    if not pending:
+      return
+    history = jax.device_get(pending)
+    first = step - len(history)
+    for i, m in enumerate(history):
+      bad = [k for k, v in m.items() if not np.isfinite(v)]
+      if bad:
+        where = (f'{ckpt.path(last_good)} (step {last_good}), left intact'
+                 if last_good is not None else 'none (no checkpoint was written)')
+        raise TrainingDiverged(f'training diverged: non-finite {", ".join(bad)} at step '
+                               f'{first + i}; last good checkpoint: {where}')
+    means = {k: float(np.mean([m[k] for m in history])) for k in history[0]}
+    now = time.perf_counter()
+    rate = (step - step_last) / max(now - t_last, 1e-9)
+    writer.write_scalars(step, {**means, 'steps_per_sec': rate})
+    eta = (total_steps - step) / max(rate, 1e-9)
+    logging.info('step %d/%d (epoch %d/%d) | %s | %.2f steps/s, %.0f img/s | ETA %s', step,
+                 total_steps, step // steps_per_epoch + 1, config.num_epochs,
+                 ' '.join(f'{k} {v:.4f}' for k, v in means.items()), rate,
+                 rate * config.batch_size, time.strftime('%H:%M:%S', time.gmtime(eta)))
+    pending, t_last, step_last = [], now, step
+
+  def save() -> None:
+    nonlocal last_good
+    flush_metrics()
+    if not bool(_all_finite((state.g_params, state.d_params, state.g_stats, state.d_stats))):
+      raise TrainingDiverged(f'training diverged: non-finite parameters at step {step}; last '
+                             f'good checkpoint: {ckpt.path(last_good) if last_good else "none"}')
+    last_good = ckpt.save(state, meta)
+
+  def write_samples(epoch: int) -> None:
+    images_NHWC = jax.device_get(sample(state.g_params, state.g_stats, z_fixed, y_fixed))
+    grid = visualize.grid(images_NHWC, rows=gan.num_classes, pixel_range=gan.pixel_range)
+    if jax.process_index() == 0:
+      visualize.save_png(grid, os.path.join(workdir, 'samples', f'epoch_{epoch:04d}.png'))
+    writer.write_images(step, {'samples': grid[None]})
+
+  try:
+    for epoch in range(step // steps_per_epoch, config.num_epochs):
+      for local_batch in input_pipeline.batches(
+          images, labels, global_batch=config.batch_size, seed=config.seed, epoch=epoch,
+          start_step=step % steps_per_epoch, process_index=jax.process_index(),
+          process_count=jax.process_count(), pipeline=config.pipeline):
+        state, metrics = train_step(state, parallel.global_batch(local_batch, mesh))
+        pending.append(metrics)
+        step += 1
+        if step % config.log_every_steps == 0:
+          flush_metrics()
+        if config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
+          save()
+      if last_good != step:
+        save()
+      if (epoch + 1) % config.sample_every_epochs == 0 or epoch + 1 == config.num_epochs:
+        write_samples(epoch + 1)
+  finally:
+    ckpt.wait()
+    writer.flush()
+  logging.info('Done: step %d; checkpoints in %s', step, ckpt.directory)
+  return state

@@ -1,0 +1,40 @@
+"""Defaults shared by every recipe; each configs/<recipe>.py overrides what differs.
+
+Any field can be overridden on the command line: --config.num_epochs=3.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  # What is trained (all of these must match to resume a workdir).
+  c.model = 'infogan_cgan'          # a key of cgan_jax.models.MODELS
+  c.dataset = 'fashion_mnist'       # 'fashion_mnist' | 'mnist' (TFDS names)
+  c.num_train_examples = 0          # 0: the whole train split; N: its first N examples
+  c.z_dim = 62
+  c.loss = 'non_saturating'         # a key of cgan_jax.losses.LOSSES
+  c.g_optimizer = ml_collections.ConfigDict(
+      dict(name='adam', learning_rate=1e-3, b1=0.5, b2=0.999))
+  c.d_optimizer = ml_collections.ConfigDict(
+      dict(name='adam', learning_rate=2e-4, b1=0.5, b2=0.999))
+  c.batch_size = 64                 # global batch, split over all devices and hosts
+  c.seed = 0
+
+  # How long and how it is run (free to change between resumes).
+  c.num_epochs = 40
+  c.data_dir = ''                   # TFDS data_dir or a folder with the four IDX files
+  c.allow_download = True           # TFDS download if no local copy (connected machines)
+  c.pipeline = 'tf.data'            # 'tf.data' | 'numpy' (no TensorFlow needed)
+  c.num_devices = 0                 # 0: all local devices
+  c.log_every_steps = 100
+  c.checkpoint_every_steps = 0      # 0: checkpoint at the end of each epoch only
+  c.keep_checkpoints = 3
+  c.sample_every_epochs = 1
+  return c
+
+
+# Fields that may differ between a checkpoint and the config resuming it.
+RUNTIME_FIELDS = ('num_epochs', 'data_dir', 'allow_download', 'pipeline', 'num_devices',
+                  'log_every_steps', 'checkpoint_every_steps', 'keep_checkpoints',
+                  'sample_every_epochs')

@@ -1,0 +1,28 @@
+"""Trains a GAN: python train.py --config=configs/cgan_fashion_mnist.py --workdir=runs/cgan
+
+Re-running the same command on the same workdir resumes from the latest checkpoint.
+"""
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from cgan_jax import cli
+
+FLAGS = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and samples.',
+                            required=True)
+_CONFIG = config_flags.DEFINE_config_file('config', 'configs/cgan_fashion_mnist.py',
+                                          'Training recipe (a configs/*.py file).',
+                                          lock_config=True)
+
+
+@cli.user_errors_exit
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  from cgan_jax import trainer  # after flag parsing: keeps --help fast
+  trainer.train_and_evaluate(_CONFIG.value, FLAGS.value)
+
+
+if __name__ == '__main__':
+  cli.quiet_tensorflow()
+  app.run(main)
