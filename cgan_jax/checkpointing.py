@@ -22,9 +22,12 @@ class Checkpointer:
     if read_only and not os.path.isdir(self.directory):
       raise UserError(f'no checkpoints in {workdir} (expected {self.directory}); '
                       'train first with train.py --workdir=...')
-    options = ocp.CheckpointManagerOptions(
-        max_to_keep=max_to_keep, create=not read_only, read_only=read_only,
-        cleanup_tmp_directories=not read_only)
+    if read_only:
+      options = ocp.CheckpointManagerOptions(read_only=True, create=False,
+                                             save_interval_steps=0, max_to_keep=None)
+    else:
+      options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
+                                             cleanup_tmp_directories=True)
     self._manager = ocp.CheckpointManager(self.directory, options=options,
                                           item_names=('state', 'meta'))
 

@@ -125,7 +125,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
     writer.write_scalars(step, {**means, 'steps_per_sec': rate})
     eta = (total_steps - step) / max(rate, 1e-9)
     logging.info('step %d/%d (epoch %d/%d) | %s | %.2f steps/s, %.0f img/s | ETA %s', step,
-                 total_steps, step // steps_per_epoch + 1, config.num_epochs,
+                 total_steps, (step - 1) // steps_per_epoch + 1, config.num_epochs,
                  ' '.join(f'{k} {v:.4f}' for k, v in means.items()), rate,
                  rate * config.batch_size, time.strftime('%H:%M:%S', time.gmtime(eta)))
     pending, t_last, step_last = [], now, step

@@ -1,0 +1,194 @@
+"""train.py and generate.py end to end on real Fashion-MNIST, on a tiny budget."""
+
+import glob
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import ROOT, TINY, run_script
+
+CONFIG = '--config=configs/cgan_fashion_mnist.py'
+
+
+def _train(workdir, *extra, **kw):
+  return run_script('train.py', CONFIG, f'--workdir={workdir}', *TINY, *extra, **kw)
+
+
+def _checkpoint_steps(workdir) -> list[int]:
+  d = os.path.join(workdir, 'checkpoints')
+  return sorted(int(s) for s in os.listdir(d) if s.isdigit()) if os.path.isdir(d) else []
+
+
+def _tree_digest(directory) -> dict[str, str]:
+  """sha256 of every file under `directory`, to prove a checkpoint was not touched."""
+  out = {}
+  for path in sorted(glob.glob(os.path.join(directory, '**'), recursive=True)):
+    if os.path.isfile(path):
+      with open(path, 'rb') as f:
+        out[os.path.relpath(path, directory)] = hashlib.sha256(f.read()).hexdigest()
+  return out
+
+
+def _assert_one_line_error(proc, *needles):
+  assert proc.returncode != 0, proc.stdout + proc.stderr
+  assert 'Traceback' not in proc.stderr, proc.stderr
+  errors = [l for l in proc.stderr.splitlines() if l.startswith('error: ')]
+  assert len(errors) == 1, proc.stderr
+  for needle in needles:
+    assert needle.lower() in errors[0].lower(), errors[0]
+
+
+def _params(workdir):
+  from cgan_jax import sampling
+  _, state = sampling.load(str(workdir))
+  return jax.device_get(state)
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory, fashion_dir):
+  """One real tiny run: 2 epochs x 4 steps of 64 real images, on 4 CPU devices."""
+  workdir = tmp_path_factory.mktemp('run') / 'cgan'
+  proc = _train(workdir, '--config.num_epochs=2')
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return workdir, proc
+
+
+def test_train_writes_checkpoints_events_and_samples(trained):
+  workdir, proc = trained
+  assert _checkpoint_steps(workdir) == [4, 8]
+  for epoch in (1, 2):
+    png = Image.open(workdir / 'samples' / f'epoch_{epoch:04d}.png')
+    assert png.size == (10 * 30 + 2, 10 * 30 + 2) and png.mode == 'L'
+  events = glob.glob(str(workdir / 'events.out.tfevents.*'))
+  assert events
+  import tensorflow as tf
+  tags = {v.tag for e in events for ev in tf.compat.v1.train.summary_iterator(e)
+          for v in ev.summary.value}
+  assert {'d_loss', 'g_loss', 'D(x)', 'D(G(z))', 'steps_per_sec', 'samples'} <= tags
+  assert 'step 8/8' in proc.stderr and 'ETA' in proc.stderr  # the progress line
+
+
+def test_rerun_resumes_and_continues(trained, tmp_path):
+  workdir, _ = trained
+  proc = _train(workdir, '--config.num_epochs=3')
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert 'Resumed from' in proc.stderr and 'checkpoints/8' in proc.stderr
+  assert _checkpoint_steps(workdir)[-1] == 12
+  assert (workdir / 'samples' / 'epoch_0003.png').exists()
+
+
+def test_generate_draws_requested_labels(trained, tmp_path):
+  workdir, _ = trained
+  out = tmp_path / 'seven.png'
+  proc = run_script('generate.py', f'--workdir={workdir}', '--labels=7,7,1,9', f'--out={out}')
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  img = np.asarray(Image.open(out))
+  assert img.shape == (2 + 30, 2 + 4 * 30)
+  # Same seed, same picture; the two 7s share a label but not their noise.
+  again = tmp_path / 'again.png'
+  run_script('generate.py', f'--workdir={workdir}', '--labels=7,7,1,9', f'--out={again}')
+  np.testing.assert_array_equal(img, np.asarray(Image.open(again)))
+  tiles = [img[2:30, 2 + 30 * i:30 + 30 * i] for i in range(4)]
+  assert not np.array_equal(tiles[0], tiles[1])
+
+
+@pytest.mark.parametrize('labels,needle', [('7,10', 'out of range'), ('3,seven', 'integers'),
+                                           ('-1', 'out of range')])
+def test_generate_refuses_bad_labels(trained, tmp_path, labels, needle):
+  workdir, _ = trained
+  proc = run_script('generate.py', f'--workdir={workdir}', f'--labels={labels}',
+                    f'--out={tmp_path / "x.png"}')
+  _assert_one_line_error(proc, needle)
+  assert not (tmp_path / 'x.png').exists()
+
+
+def test_generate_refuses_a_workdir_without_checkpoints(tmp_path):
+  proc = run_script('generate.py', f'--workdir={tmp_path}', '--out=x.png')
+  _assert_one_line_error(proc, 'no checkpoints')
+
+
+@pytest.mark.parametrize('override,needle', [('--config.model=infogan_gan', 'model'),
+                                             ('--config.z_dim=100', 'z_dim'),
+                                             ('--config.seed=1', 'seed')])
+def test_refuses_a_checkpoint_of_another_config(trained, override, needle):
+  workdir, _ = trained
+  before = _tree_digest(workdir / 'checkpoints')
+  proc = _train(workdir, '--config.num_epochs=5', override)
+  _assert_one_line_error(proc, 'different run', needle)
+  assert _tree_digest(workdir / 'checkpoints') == before
+
+
+@pytest.mark.parametrize('override,needle', [
+    ('--config.dataset=cifar10', 'unknown dataset'),
+    ('--config.model=stylegan9', 'unknown model'),
+    ('--config.loss=hinge2', 'unknown loss'),
+])
+def test_refuses_unknown_names(tmp_path, override, needle):
+  proc = _train(tmp_path / 'w', override)
+  _assert_one_line_error(proc, needle)
+  assert not (tmp_path / 'w').exists()  # refused before touching the disk
+
+
+def test_refuses_missing_data(tmp_path):
+  empty = tmp_path / 'empty'
+  empty.mkdir()
+  proc = _train(tmp_path / 'w', '--config.dataset=mnist', f'--config.data_dir={empty}',
+                env={'CGAN_JAX_DATA_DIR': ''})
+  _assert_one_line_error(proc, 'mnist')
+  assert str(empty) in proc.stderr
+
+
+def test_refuses_corrupt_data(tmp_path, fashion_dir):
+  bad = tmp_path / 'bad'
+  bad.mkdir()
+  for name in os.listdir(fashion_dir):
+    with open(os.path.join(fashion_dir, name), 'rb') as f:
+      data = f.read()
+    if name.startswith('train-images'):
+      data = data[:len(data) // 2]  # a truncated download
+    (bad / name).write_bytes(data)
+  proc = _train(tmp_path / 'w', f'--config.data_dir={bad}')
+  _assert_one_line_error(proc, 'train-images')
+
+
+def test_refuses_an_unwritable_workdir(tmp_path):
+  blocker = tmp_path / 'a_file'
+  blocker.write_text('not a directory')
+  proc = _train(blocker / 'run')
+  _assert_one_line_error(proc, 'not writable')
+
+
+def test_killed_run_resumes_bit_identically(tmp_path, fashion_dir):
+  """SIGKILL between checkpoints, resume to the end == one uninterrupted run, bit for bit."""
+  extra = ('--config.num_epochs=3', '--config.checkpoint_every_steps=2')
+  straight = _train(tmp_path / 'straight', *extra)
+  assert straight.returncode == 0, straight.stderr[-3000:]
+
+  killed_dir = tmp_path / 'killed'
+  cmd = [sys.executable, os.path.join(ROOT, 'train.py'), CONFIG, f'--workdir={killed_dir}',
+         *TINY, *extra]
+  proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.time() + 300
+  marker = killed_dir / 'checkpoints' / '6' / 'commit_success.txt'
+  while not marker.exists() and time.time() < deadline and proc.poll() is None:
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert marker.exists(), 'the run never reached its step-6 checkpoint'
+  assert 6 <= _checkpoint_steps(killed_dir)[-1] < 12  # it died mid-run
+
+  resumed = _train(killed_dir, *extra)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert 'Resumed from' in resumed.stderr
+  a, b = _params(tmp_path / 'straight'), _params(killed_dir)
+  assert int(a.step) == int(b.step) == 12
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(x, y)
