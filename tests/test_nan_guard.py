@@ -28,7 +28,7 @@ def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, monkeyp
   with pytest.raises(trainer.TrainingDiverged) as err:
     trainer.train_and_evaluate(_config(2), workdir)
   message = str(err.value)
-  assert 'non-finite d_loss at step 4' in message
+  assert 'non-finite d_loss' in message and 'at step 4;' in message
   assert 'checkpoints/4' in message and 'intact' in message
   assert _checkpoint_steps(workdir) == [4]
   assert _tree_digest(tmp_path / 'w' / 'checkpoints') == before
