@@ -1,0 +1,39 @@
+# make train   set up (virtualenv, packages, Fashion-MNIST) and train the default recipe
+# make test    set up and run the whole test suite (what CI runs)
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+WORKDIR ?= runs/cgan_fashion_mnist
+FASHION_DIR := /usr/share/datasets/fashion-mnist
+
+.PHONY: setup data train test test-fast clean
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+setup: $(VENV)/.installed
+
+# Real Fashion-MNIST from Debian's package (offline); elsewhere TFDS downloads it.
+data:
+	@if [ -f $(FASHION_DIR)/train-images-idx3-ubyte.gz ]; then :; \
+	elif command -v apt-get >/dev/null; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dataset-fashion-mnist; \
+	else echo "note: no apt-get; TFDS will download fashion_mnist on first use"; fi
+
+train: setup data
+	$(PY) train.py --config=configs/cgan_fashion_mnist.py --workdir=$(WORKDIR)
+
+# pytest exits 5 when it collected nothing: that is a broken suite, not a pass.
+test: setup data
+	$(PY) -m pytest -q -rs; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+test-fast: setup data
+	$(PY) -m pytest -q -m "not slow"; rc=$$?; [ $$rc -ne 5 ] && exit $$rc || exit 1
+
+clean:
+	rm -rf runs .pytest_cache
