@@ -108,13 +108,13 @@ def test_one_and_four_devices_agree(optimizer):
   four, m4 = _run(config, 4, batches)
   for k in m1[-1]:
     np.testing.assert_allclose(m1[-1][k], m4[-1][k], rtol=2e-4, atol=1e-5, err_msg=k)
-  # BatchNorm statistics are global-batch statistics on both.
-  for a, b in zip(jax.tree.leaves((one.g_stats, one.d_stats)),
-                  jax.tree.leaves((four.g_stats, four.d_stats))):
-    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
   if optimizer == 'sgd':  # parameters move by lr * grad: directly comparable
     for a, b in zip(jax.tree.leaves((one.g_params, one.d_params)),
                     jax.tree.leaves((four.g_params, four.d_params))):
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    # BatchNorm running statistics are global-batch statistics on both.
+    for a, b in zip(jax.tree.leaves((one.g_stats, one.d_stats)),
+                    jax.tree.leaves((four.g_stats, four.d_stats))):
       np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
   else:  # Adam turns fp noise in ~0 grads (biases before BN) into lr-sized steps:
     # compare what the networks compute instead of those irrelevant parameters.
