@@ -6,6 +6,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from cgan_jax.errors import UserError
 from cgan_jax.steps import AXIS
 
 
@@ -14,7 +15,7 @@ def make_mesh(num_devices: int = 0) -> Mesh:
   devices = jax.devices()
   if num_devices:
     if num_devices > len(devices):
-      raise ValueError(f'asked for {num_devices} devices, only {len(devices)} exist')
+      raise UserError(f'num_devices={num_devices}, but only {len(devices)} devices exist')
     devices = devices[:num_devices]
   return Mesh(np.asarray(devices), (AXIS,))
 

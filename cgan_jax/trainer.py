@@ -60,8 +60,29 @@ def _all_finite(tree) -> jax.Array:
   return jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
+class _LogOnlyWriter:
+  """Stand-in for clu's writer where TensorFlow (its TensorBoard backend) is absent."""
+
+  def write_scalars(self, step: int, scalars: dict[str, float]) -> None:
+    pass  # the trainer's progress line already logs them
+
+  def write_images(self, step: int, images: dict[str, np.ndarray]) -> None:
+    pass  # the PNG grids are still written
+
+  def write_hparams(self, hparams: dict[str, Any]) -> None:
+    logging.info('hparams: %s', hparams)
+
+  def flush(self) -> None:
+    pass
+
+
 def _make_writer(workdir: str):
-  from clu import metric_writers  # imports TensorFlow's summary writer
+  """clu's TensorBoard + logging writer; log-only where TensorFlow is not installed."""
+  try:
+    from clu import metric_writers  # imports TensorFlow's summary writer
+  except ImportError as e:
+    logging.warning('No TensorBoard events (%s); logging only.', e)
+    return _LogOnlyWriter()
   return metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
 
 

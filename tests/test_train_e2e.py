@@ -192,3 +192,23 @@ def test_killed_run_resumes_bit_identically(tmp_path, fashion_dir):
   assert int(a.step) == int(b.step) == 12
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_array_equal(x, y)
+
+
+def test_trains_without_tensorflow(tmp_path, fashion_dir):
+  """The GPU hosts have no TensorFlow: IDX files + numpy pipeline + log-only writer."""
+  script = f'''
+import sys
+sys.modules['tensorflow'] = sys.modules['tensorflow_datasets'] = None
+from cgan_jax import trainer
+from configs import cgan_fashion_mnist
+c = cgan_fashion_mnist.get_config()
+c.num_train_examples, c.num_epochs, c.pipeline, c.allow_download = 128, 1, 'numpy', False
+trainer.train_and_evaluate(c, {str(tmp_path / 'w')!r})
+assert 'tensorflow' not in sys.modules or sys.modules['tensorflow'] is None
+print('OK')
+'''
+  out = subprocess.run([sys.executable, '-c', script], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+  assert out.returncode == 0 and 'OK' in out.stdout, out.stderr[-3000:]
+  assert _checkpoint_steps(tmp_path / 'w') == [2]
+  assert (tmp_path / 'w' / 'samples' / 'epoch_0001.png').exists()
