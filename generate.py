@@ -17,26 +17,30 @@ _STEP = flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest
 _COLUMNS = flags.DEFINE_integer('columns', 10, 'Images per row of the output grid.')
 
 
-def parse_labels(text: str, num_classes: int) -> list[int]:
-  """'7,7,1' -> [7, 7, 1], refusing non-integers and labels outside [0, num_classes)."""
+def parse_labels(text: str) -> list[int]:
+  """'7,7,1' -> [7, 7, 1], refusing anything but comma-separated integers."""
   labels = []
   for part in text.split(','):
     try:
       labels.append(int(part.strip()))
     except ValueError:
       raise UserError(f'--labels must be comma-separated integers, got {part.strip()!r}') from None
+  return labels
+
+
+def check_labels(labels: list[int], num_classes: int) -> None:
   bad = [y for y in labels if not 0 <= y < num_classes]
   if bad:
     raise UserError(f'--labels {bad} out of range: this model has classes 0..{num_classes - 1}')
-  return labels
 
 
 @cli.user_errors_exit
 def main(argv):
   del argv
   from cgan_jax import sampling, visualize  # after flag parsing
+  labels = parse_labels(_LABELS.value)
   gan, state = sampling.load(_WORKDIR.value, _STEP.value)
-  labels = parse_labels(_LABELS.value, gan.num_classes)
+  check_labels(labels, gan.num_classes)
   images = sampling.draw(gan, state, labels, seed=_SEED.value)
   rows = -(-len(labels) // _COLUMNS.value)
   grid = visualize.grid(images, rows=rows, pixel_range=gan.pixel_range)

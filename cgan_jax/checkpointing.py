@@ -69,7 +69,17 @@ class Checkpointer:
     self._manager.wait_until_finished()
 
   def close(self) -> None:
+    """Finishes pending saves and orbax's start-up clean-up of interrupted saves."""
     self._manager.close()
+    # orbax (0.12) does not wait for that clean-up thread in close(); an early exit
+    # would otherwise kill it mid-way at interpreter shutdown.
+    getattr(self._manager, '_maybe_await_cleanup_tmp_directory', lambda: None)()
+
+  def __enter__(self) -> 'Checkpointer':
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
 
   def _latest_or(self, step: int | None) -> int:
     step = self.latest_step() if step is None else step

@@ -91,11 +91,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
   info = input_pipeline.DATASETS[input_pipeline.canonical_name(config.dataset)]
   gan = state_lib.build_gan(config, info.num_classes, steps.AXIS)
   check_workdir(workdir)
-  ckpt = checkpointing.Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
-  resumed_from = ckpt.latest_step()
-  if resumed_from is not None:
-    check_same_run(ckpt.restore_meta(resumed_from), config, workdir)
-
   images, labels = input_pipeline.load_split(info.name, 'train', config.data_dir or None,
                                              allow_download=config.allow_download)
   if config.num_train_examples:
@@ -103,6 +98,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
   mesh = parallel.make_mesh(config.num_devices)
   if config.batch_size % mesh.size:
     raise UserError(f'batch_size {config.batch_size} is not divisible by {mesh.size} devices')
+  with checkpointing.Checkpointer(workdir, max_to_keep=config.keep_checkpoints) as ckpt:
+    return _train(config, workdir, gan, info, images, labels, mesh, ckpt)
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str, gan: state_lib.GAN,
+           info: input_pipeline.DatasetInfo, images: np.ndarray, labels: np.ndarray,
+           mesh: jax.sharding.Mesh, ckpt: checkpointing.Checkpointer) -> state_lib.GANState:
+  """The loop proper, once inputs are validated and the checkpoint manager is open."""
+  resumed_from = ckpt.latest_step()
+  if resumed_from is not None:
+    check_same_run(ckpt.restore_meta(resumed_from), config, workdir)
   steps_per_epoch = input_pipeline.steps_per_epoch(len(images), config.batch_size)
   total_steps = config.num_epochs * steps_per_epoch
 
@@ -184,7 +190,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state
       if (epoch + 1) % config.sample_every_epochs == 0 or epoch + 1 == config.num_epochs:
         write_samples(epoch + 1)
   finally:
-    ckpt.wait()
+    ckpt.wait()  # the last good checkpoint is complete on disk, whatever happened
     writer.flush()
   logging.info('Done: step %d; checkpoints in %s', step, ckpt.directory)
   return state
