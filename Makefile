@@ -36,4 +36,4 @@ test-fast: setup data
 	$(PY) -m pytest -q -m "not slow"; rc=$$?; [ $$rc -ne 5 ] && exit $$rc || exit 1
 
 clean:
-	rm -rf runs .pytest_cache
+	rm -rf runs .pytest_cache $${XDG_CACHE_HOME:-$$HOME/.cache}/cgan_jax

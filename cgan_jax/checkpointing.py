@@ -17,8 +17,10 @@ FORMAT_VERSION = 1
 class Checkpointer:
   """Saves/restores `GANState` + metadata under `workdir/checkpoints/<step>`."""
 
-  def __init__(self, workdir: str, max_to_keep: int = 3, read_only: bool = False):
-    self.directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+  def __init__(self, workdir: str, max_to_keep: int = 3, read_only: bool = False,
+               subdir: str = 'checkpoints', best_metric: str | None = None):
+    """`best_metric`: keep the `max_to_keep` checkpoints with the lowest such metric."""
+    self.directory = os.path.join(os.path.abspath(workdir), subdir)
     if read_only and not os.path.isdir(self.directory):
       raise UserError(f'no checkpoints in {workdir} (expected {self.directory}); '
                       'train first with train.py --workdir=...')
@@ -26,8 +28,9 @@ class Checkpointer:
       options = ocp.CheckpointManagerOptions(read_only=True, create=False,
                                              save_interval_steps=0, max_to_keep=None)
     else:
+      best = dict(best_fn=lambda m: m[best_metric], best_mode='min') if best_metric else {}
       options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
-                                             cleanup_tmp_directories=True)
+                                             cleanup_tmp_directories=True, **best)
     self._manager = ocp.CheckpointManager(self.directory, options=options,
                                           item_names=('state', 'meta'))
 
@@ -37,11 +40,15 @@ class Checkpointer:
   def path(self, step: int) -> str:
     return os.path.join(self.directory, str(step))
 
-  def save(self, state: GANState, meta: dict[str, Any]) -> int:
+  def all_steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
+
+  def save(self, state: GANState, meta: dict[str, Any],
+           metrics: dict[str, float] | None = None) -> int:
     """Saves at `state.step` (asynchronously); returns that step."""
     step = int(jax.device_get(state.step))
     meta = {**meta, 'format_version': FORMAT_VERSION, 'step': step}
-    self._manager.save(step, args=ocp.args.Composite(
+    self._manager.save(step, metrics=metrics, args=ocp.args.Composite(
         state=ocp.args.StandardSave(flax.serialization.to_state_dict(state)),
         meta=ocp.args.JsonSave(meta)))
     return step

@@ -86,6 +86,17 @@ def _make_writer(workdir: str):
   return metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
 
 
+def _periodic_fid(config: ml_collections.ConfigDict, dataset: str, workdir: str):
+  """(FID callable, best-FID checkpointer) when config.eval_every_steps is set, else Nones."""
+  if not config.eval_every_steps:
+    return None, None
+  from cgan_jax import evaluation  # classifier asset + cached real features: only when asked
+  fid = evaluation.make_periodic_fid(dataset, config.eval_num_samples, config.seed,
+                                     data_dir=config.data_dir or None)
+  # A manager of its own: one with best_fn may delete the latest checkpoint, needed to resume.
+  return fid, checkpointing.Checkpointer(workdir, 1, subdir='best_fid', best_metric='fid')
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state_lib.GANState:
   """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the final state."""
   info = input_pipeline.DATASETS[input_pipeline.canonical_name(config.dataset)]
@@ -123,6 +134,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, gan: state_lib.GAN,
   sample = jax.jit(functools.partial(state_lib.generate, gan))
   z_fixed, y_fixed = sample_inputs(gan, config.seed)
   writer = _make_writer(workdir)
+  periodic_fid, best = _periodic_fid(config, info.name, workdir)
   if resumed_from is None:
     writer.write_hparams({k: v for k, v in config.to_dict().items() if not isinstance(v, dict)})
   os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
@@ -185,12 +197,21 @@ def _train(config: ml_collections.ConfigDict, workdir: str, gan: state_lib.GAN,
           flush_metrics()
         if config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
           save()
+        if periodic_fid and step % config.eval_every_steps == 0:
+          flush_metrics()  # no FID (nor best checkpoint) of a diverged state
+          scores = periodic_fid(gan, state)
+          writer.write_scalars(step, scores)
+          logging.info('step %d: FID %.3f (%d samples)', step, scores['fid'],
+                       config.eval_num_samples)
+          best.save(state, meta, metrics=scores)
       if last_good != step:
         save()
       if (epoch + 1) % config.sample_every_epochs == 0 or epoch + 1 == config.num_epochs:
         write_samples(epoch + 1)
   finally:
     ckpt.wait()  # the last good checkpoint is complete on disk, whatever happened
+    if best:
+      best.close()
     writer.flush()
   logging.info('Done: step %d; checkpoints in %s', step, ckpt.directory)
   return state

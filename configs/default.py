@@ -31,10 +31,12 @@ def get_config() -> ml_collections.ConfigDict:
   c.checkpoint_every_steps = 0      # 0: checkpoint at the end of each epoch only
   c.keep_checkpoints = 3
   c.sample_every_epochs = 1
+  c.eval_every_steps = 0            # 0: off; N: FID of G every N steps (best-FID checkpoint kept)
+  c.eval_num_samples = 10000
   return c
 
 
 # Fields that may differ between a checkpoint and the config resuming it.
 RUNTIME_FIELDS = ('num_epochs', 'data_dir', 'allow_download', 'pipeline', 'num_devices',
                   'log_every_steps', 'checkpoint_every_steps', 'keep_checkpoints',
-                  'sample_every_epochs')
+                  'sample_every_epochs', 'eval_every_steps', 'eval_num_samples')

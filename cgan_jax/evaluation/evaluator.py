@@ -1,0 +1,208 @@
+"""Scores generators and real data in one feature space: the rows of eval.py's tables.
+
+Model rows compare `num_samples` draws of G with the real train split; the real-data row scores
+the test split the same way, so every model number has its ceiling (or floor) beside it.
+"""
+
+import dataclasses
+import functools
+from typing import Any, Callable
+
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from absl import logging
+
+from cgan_jax import checkpointing, input_pipeline, sampling
+from cgan_jax import state as state_lib
+from cgan_jax.errors import UserError
+from cgan_jax.evaluation import classifier, features, metrics
+
+Row = dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+  """How to evaluate; every random choice derives from `seed`."""
+  num_samples: int = 10000
+  seed: int = 0
+  batch_size: int = 500
+  kid_subsets: int = 100
+  kid_subset_size: int = 1000
+  k: int = 3  # neighbours for the precision/recall manifolds
+  cache_dir: str | None = None
+  assets_dir: str | None = None
+  data_dir: str | None = None
+
+
+def check_num_samples(num_samples: int, feature_dim: int) -> None:
+  """FID needs a full-rank sample covariance: at least d + 1 samples."""
+  if num_samples < feature_dim + 1:
+    raise UserError(f'--num_samples={num_samples} is too small: FID needs at least d + 1 = '
+                    f'{feature_dim + 1} samples for a full-rank covariance of the d = '
+                    f'{feature_dim} classifier features')
+
+
+def checkpoint_steps(workdir: str) -> list[int]:
+  """All checkpointed steps of a workdir, ascending."""
+  ckpt = checkpointing.Checkpointer(workdir, read_only=True)  # its error for a missing directory
+  manager = ocp.CheckpointManager(ckpt.directory, options=ocp.CheckpointManagerOptions(
+      read_only=True, create=False), item_names=('state', 'meta'))
+  steps = sorted(manager.all_steps())
+  manager.close()
+  if not steps:
+    raise UserError(f'no checkpoint found in {ckpt.directory}')
+  return steps
+
+
+def run_config(workdir: str, step: int | None) -> ml_collections.ConfigDict:
+  """The config a checkpoint was trained with, checked to name a known dataset and model."""
+  config = ml_collections.ConfigDict(
+      checkpointing.Checkpointer(workdir, read_only=True).restore_meta(step)['config'])
+  info = input_pipeline.DATASETS[input_pipeline.canonical_name(config.dataset)]
+  state_lib.build_gan(config, info.num_classes, axis_name=None)  # unknown model/loss: UserError
+  return config
+
+
+class DatasetEvaluator:
+  """The feature network and the real references of one dataset; scores sample sets."""
+
+  def __init__(self, dataset: str, options: Options):
+    self.dataset = input_pipeline.canonical_name(dataset)
+    self.options = options
+    self.asset = classifier.load_asset(self.dataset, options.assets_dir)
+    self.feature_dim = int(self.asset.meta['feature_dim'])
+    check_num_samples(options.num_samples, self.feature_dim)
+    self._extract = features.extractor(self.asset)
+    self._samplers: dict[Any, Callable] = {}
+
+  def real_split(self, split: str) -> features.RealSet:
+    return features.real_set(self.asset, split, self.options.cache_dir, self.options.data_dir)
+
+  @functools.cached_property
+  def train(self) -> features.RealSet:
+    return self.real_split('train')
+
+  @functools.cached_property
+  def test(self) -> features.RealSet:
+    return self.real_split('test')
+
+  def _subset(self, n: int, size: int, salt: int) -> np.ndarray:
+    """Sorted indices of a seeded subset of range(n) (all of it when size >= n)."""
+    if size >= n:
+      return np.arange(n)
+    rng = np.random.default_rng([self.options.seed, salt])
+    return np.sort(rng.choice(n, size, replace=False))
+
+  @functools.cached_property
+  def pr_reference(self) -> tuple[np.ndarray, np.ndarray]:
+    """The real train features of the precision/recall manifold and their k-NN radii."""
+    rows = self._subset(len(self.train.features), self.options.num_samples, salt=1)
+    real = self.train.features[rows]
+    return real, metrics.knn_radii(real, self.options.k)
+
+  def _draw(self, gan: state_lib.GAN, g_params: Any, g_stats: Any, z_BZ: jax.Array,
+            y_B: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """G's images, mapped to [0, 1], through the classifier."""
+    images = state_lib.generate(gan, g_params, g_stats, z_BZ, y_B)
+    return self._extract(features.to_unit_range(images, gan.pixel_range))
+
+  def sample(self, gan: state_lib.GAN, g_params: Any, g_stats: Any
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Features, probabilities and labels of num_samples draws of G (balanced labels)."""
+    n, seed = self.options.num_samples, self.options.seed
+    labels_N = (np.arange(n) % gan.num_classes).astype(np.int32)
+    keys = jax.random.split(jax.random.PRNGKey(seed), n)  # as sampling.draw: same seed, same z
+    z_NZ = np.asarray(jax.vmap(lambda k: gan.latent(k, gan.z_dim))(keys))
+    key = (gan.generator, gan.pixel_range)  # equal for every checkpoint of a model: one compile
+    if key not in self._samplers:
+      self._samplers[key] = jax.jit(functools.partial(self._draw, gan))
+    draw = self._samplers[key]
+    feats, probs = features.in_batches(lambda z, y: draw(g_params, g_stats, z, y), n,
+                                       self.options.batch_size, z_NZ, labels_N)
+    return feats, probs, labels_N
+
+  def score(self, feats: np.ndarray, probs: np.ndarray, labels: np.ndarray,
+            conditional: bool) -> Row:
+    """All metrics of one sample set against the train split; conditional ones or None."""
+    o, train = self.options, self.train
+    row: Row = {'fid': metrics.frechet_distance(*metrics.mean_cov(feats), train.mean, train.cov)}
+    row['kid'], row['kid_std'] = metrics.kid(feats, train.features, o.kid_subsets,
+                                             o.kid_subset_size, seed=o.seed)
+    row['is'], row['is_std'] = metrics.inception_score(probs)
+    real, radii = self.pr_reference
+    row['precision'], row['recall'] = metrics.precision_recall(real, feats, o.k, radii)
+    row['intra_fid'] = row['cond_acc'] = None
+    if conditional:
+      row['cond_acc'] = metrics.conditional_accuracy(probs, labels)
+      smallest = int(np.bincount(labels, minlength=probs.shape[1]).min())
+      if smallest > self.feature_dim:
+        row['intra_fid'] = metrics.intra_fid(feats, labels, train.class_means, train.class_covs)
+      else:
+        logging.warning('intra-class FID skipped: %d samples in the smallest class, it needs '
+                        '%d (use --num_samples >= %d)', smallest, self.feature_dim + 1,
+                        probs.shape[1] * (self.feature_dim + 1))
+    return row
+
+  def _header(self, run: str, model: str, step: int | None, samples: int) -> Row:
+    return {'run': run, 'model': model, 'dataset': self.dataset, 'step': step,
+            'samples': samples}
+
+  def reference_row(self) -> Row:
+    """The real test split scored like a model: the ceiling of every column."""
+    test = self.test
+    rows = self._subset(len(test.labels), self.options.num_samples, salt=2)
+    logging.info('Scoring the real %s test split (%d images)', self.dataset, len(rows))
+    return {**self._header('real test split', 'real data', None, len(rows)),
+            **self.score(test.features[rows], test.probs[rows], test.labels[rows], True),
+            'features': self.asset.tag}
+
+  def run_row(self, workdir: str, step: int | None = None,
+              config: ml_collections.ConfigDict | None = None) -> Row:
+    """Loads a checkpoint (latest by default), draws from G and scores it."""
+    config = config or run_config(workdir, step)
+    gan, state = sampling.load(workdir, step)
+    step = int(state.step)
+    logging.info('Scoring %s step %d (%s, %d samples)', workdir, step, config.model,
+                 self.options.num_samples)
+    feats, probs, labels = self.sample(gan, state.g_params, state.g_stats)
+    return {**self._header(workdir, config.model, step, len(labels)),
+            **self.score(feats, probs, labels, gan.conditional), 'features': self.asset.tag}
+
+
+def evaluate(workdirs: list[str], options: Options, all_checkpoints: bool = False,
+             reference: bool = True) -> list[Row]:
+  """One row per run (or per checkpoint), after one real-data row per dataset."""
+  targets = []  # checked up front: a bad workdir fails before minutes of work
+  for workdir in workdirs:
+    for step in checkpoint_steps(workdir) if all_checkpoints else [None]:
+      targets.append((workdir, step, run_config(workdir, step)))
+  datasets = list(dict.fromkeys(input_pipeline.canonical_name(c.dataset) for *_, c in targets))
+  rows = []
+  for dataset in datasets:
+    evaluator = DatasetEvaluator(dataset, options)
+    if reference:
+      rows.append(evaluator.reference_row())
+    for workdir, step, config in targets:
+      if input_pipeline.canonical_name(config.dataset) == dataset:
+        rows.append(evaluator.run_row(workdir, step, config))
+  return rows
+
+
+def make_periodic_fid(dataset: str, num_samples: int = 10000, seed: int = 0,
+                      cache_dir: str | None = None, assets_dir: str | None = None,
+                      data_dir: str | None = None, batch_size: int = 500
+                      ) -> Callable[[state_lib.GAN, state_lib.GANState], dict[str, float]]:
+  """A callable (gan, state) -> {'fid': ...} for the trainer: same noise at every call."""
+  evaluator = DatasetEvaluator(dataset, Options(
+      num_samples=num_samples, seed=seed, batch_size=batch_size, cache_dir=cache_dir,
+      assets_dir=assets_dir, data_dir=data_dir))
+  train = evaluator.train  # computed (or read from the cache) now, not at the first call
+
+  def periodic_fid(gan: state_lib.GAN, state: state_lib.GANState) -> dict[str, float]:
+    g_params, g_stats = jax.device_get((state.g_params, state.g_stats))
+    feats, _, _ = evaluator.sample(gan, g_params, g_stats)
+    return {'fid': metrics.frechet_distance(*metrics.mean_cov(feats), train.mean, train.cov)}
+
+  return periodic_fid

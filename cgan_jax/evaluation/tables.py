@@ -1,0 +1,81 @@
+"""Rows of metrics -> markdown, CSV or JSON; a metric that does not apply is a dash (JSON: null)."""
+
+import csv
+import io
+import json
+from typing import Any, Callable
+
+from cgan_jax.errors import UserError
+
+Row = dict[str, Any]
+FORMATS = ('markdown', 'csv', 'json')
+# Machine-readable columns (CSV header, JSON keys), in order.
+COLUMNS = ('run', 'model', 'dataset', 'step', 'samples', 'fid', 'kid', 'kid_std', 'is', 'is_std',
+           'precision', 'recall', 'intra_fid', 'cond_acc', 'features')
+DASH = '-'
+
+
+def _pm(scale: float, digits: int) -> Callable[[Row, str], str]:
+  """'mean ± std' of key and key_std, scaled."""
+  return lambda row, k: f'{row[k] * scale:.{digits}f} ± {row[k + "_std"] * scale:.{digits}f}'
+
+
+def _fixed(digits: int) -> Callable[[Row, str], str]:
+  return lambda row, k: f'{row[k]:.{digits}f}'
+
+
+# Markdown: (key, header, formatter) for human eyes.
+_MARKDOWN = (
+    ('run', 'run', lambda r, k: str(r[k])),
+    ('model', 'model', lambda r, k: str(r[k])),
+    ('step', 'step', lambda r, k: str(r[k])),
+    ('samples', 'samples', lambda r, k: str(r[k])),
+    ('fid', 'FID ↓', _fixed(2)),
+    ('kid', 'KID×10³ ↓', _pm(1e3, 2)),
+    ('is', 'IS ↑', _pm(1.0, 2)),
+    ('precision', 'precision ↑', _fixed(3)),
+    ('recall', 'recall ↑', _fixed(3)),
+    ('intra_fid', 'intra-FID ↓', _fixed(2)),
+    ('cond_acc', 'cond. acc ↑', lambda r, k: f'{100 * r[k]:.1f} %'),
+)
+
+
+def markdown(rows: list[Row], caption: str = '') -> str:
+  """A GitHub markdown table (one per dataset), preceded by its caption line."""
+  out = [caption, ''] if caption else []
+  for dataset in dict.fromkeys(r['dataset'] for r in rows):
+    group = [r for r in rows if r['dataset'] == dataset]
+    out += [f'**{dataset}** (features: classifier {group[0]["features"]})', '',
+            '| ' + ' | '.join(h for _, h, _ in _MARKDOWN) + ' |',
+            '|' + '|'.join('---' if i < 2 else '---:' for i in range(len(_MARKDOWN))) + '|']
+    for row in group:
+      cells = [DASH if row[k] is None else fmt(row, k) for k, _, fmt in _MARKDOWN]
+      out.append('| ' + ' | '.join(cells) + ' |')
+    out.append('')
+  return '\n'.join(out).rstrip('\n') + '\n'
+
+
+def to_csv(rows: list[Row]) -> str:
+  """One header line of COLUMNS, then one line per row; full-precision numbers."""
+  buf = io.StringIO()
+  writer = csv.writer(buf, lineterminator='\n')
+  writer.writerow(COLUMNS)
+  for row in rows:
+    writer.writerow([DASH if row[k] is None else row[k] for k in COLUMNS])
+  return buf.getvalue()
+
+
+def to_json(rows: list[Row]) -> str:
+  """A JSON list of objects with the keys of COLUMNS (null where a metric does not apply)."""
+  return json.dumps([{k: row[k] for k in COLUMNS} for row in rows], indent=2) + '\n'
+
+
+def render(rows: list[Row], fmt: str, caption: str = '') -> str:
+  """The table of `rows` in `fmt` (one of FORMATS); the caption goes to markdown only."""
+  if fmt == 'markdown':
+    return markdown(rows, caption)
+  if fmt == 'csv':
+    return to_csv(rows)
+  if fmt == 'json':
+    return to_json(rows)
+  raise UserError(f'unknown --format {fmt!r}; known: {", ".join(FORMATS)}')

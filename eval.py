@@ -1,0 +1,53 @@
+"""Scores trained workdirs: FID, KID, IS, precision/recall, intra-FID, conditional accuracy.
+
+  python eval.py --workdir=runs/a --workdir=runs/b --num_samples=10000 --format=markdown
+
+One row per run (its latest checkpoint, or every checkpoint with --all_checkpoints), after a
+real-data row (the test split scored the same way: the ceiling of every column). Features come
+from the committed classifier (cgan_jax/assets/); the same --seed prints the same digits.
+"""
+
+from absl import app, flags
+
+from cgan_jax import cli
+
+_WORKDIR = flags.DEFINE_multi_string('workdir', None, 'A train.py workdir; repeat for more.',
+                                     required=True)
+_NUM_SAMPLES = flags.DEFINE_integer('num_samples', 10000, 'Generated samples per row.')
+_FORMAT = flags.DEFINE_enum('format', 'markdown', ['markdown', 'csv', 'json'], 'Table format.')
+_SEED = flags.DEFINE_integer('seed', 0, 'Seeds the noise, the KID subsets and the real subsets.')
+_ALL = flags.DEFINE_bool('all_checkpoints', False, 'One row per checkpoint (metric vs step).')
+_REFERENCE = flags.DEFINE_bool('reference', True, 'Include the real-data row per dataset.')
+_KID_SUBSETS = flags.DEFINE_integer('kid_subsets', 100, 'KID: number of random subsets.')
+_KID_SUBSET_SIZE = flags.DEFINE_integer('kid_subset_size', 1000, 'KID: samples per subset.')
+_BATCH = flags.DEFINE_integer('batch_size', 500, 'Generator/classifier batch size.')
+_CACHE_DIR = flags.DEFINE_string('cache_dir', None, 'Cache of real-data features (default '
+                                 '$CGAN_JAX_CACHE_DIR or ~/.cache/cgan_jax).')
+_ASSETS_DIR = flags.DEFINE_string('assets_dir', None, 'Classifier assets (default: the '
+                                  'committed cgan_jax/assets).')
+_DATA_DIR = flags.DEFINE_string('data_dir', None, 'TFDS data_dir or a folder of IDX files.')
+
+
+@cli.user_errors_exit
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  from cgan_jax.errors import UserError
+  from cgan_jax.evaluation import evaluator, tables  # after flag parsing: keeps --help fast
+  for flag, least in ((_BATCH, 1), (_KID_SUBSETS, 1), (_KID_SUBSET_SIZE, 2)):
+    if flag.value < least:
+      raise UserError(f'--{flag.name} must be at least {least}, got {flag.value}')
+  options = evaluator.Options(num_samples=_NUM_SAMPLES.value, seed=_SEED.value,
+                              batch_size=_BATCH.value, kid_subsets=_KID_SUBSETS.value,
+                              kid_subset_size=_KID_SUBSET_SIZE.value, cache_dir=_CACHE_DIR.value,
+                              assets_dir=_ASSETS_DIR.value, data_dir=_DATA_DIR.value)
+  rows = evaluator.evaluate(_WORKDIR.value, options, _ALL.value, _REFERENCE.value)
+  caption = (f'seed {_SEED.value}. FID, KID, intra-FID: lower is better; IS, precision, recall, '
+             'cond. acc: higher is better. The real row scores the test split against the train '
+             'split: the best a model can do.')
+  print(tables.render(rows, _FORMAT.value, caption), end='')
+
+
+if __name__ == '__main__':
+  cli.quiet_tensorflow()
+  app.run(main)
