@@ -14,14 +14,6 @@ FAST = ['--num_samples=1290', '--kid_subsets=10']
 
 
 @pytest.fixture(scope='module')
-def jax_env(tmp_path_factory) -> dict[str, str]:
-  """A persistent XLA compilation cache: later subprocesses skip ~10 s of compiling each."""
-  return {'JAX_COMPILATION_CACHE_DIR': str(tmp_path_factory.getbasetemp() / 'jax_cache'),
-          'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0',
-          'JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES': '0'}
-
-
-@pytest.fixture(scope='module')
 def cgan(tmp_path_factory, fashion_dir, jax_env):
   """4 steps of 64 real images, checkpointed at steps 2 and 4."""
   workdir = tmp_path_factory.mktemp('eval_cli') / 'cgan'

@@ -13,14 +13,6 @@ CONFIG = '--config=configs/cgan_fashion_mnist.py'
 
 
 @pytest.fixture(scope='module')
-def jax_env(tmp_path_factory) -> dict[str, str]:
-  """A persistent XLA compilation cache: later subprocesses skip ~10 s of compiling each."""
-  return {'JAX_COMPILATION_CACHE_DIR': str(tmp_path_factory.getbasetemp() / 'jax_cache'),
-          'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0',
-          'JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES': '0'}
-
-
-@pytest.fixture(scope='module')
 def gan(tmp_path_factory, fashion_dir, jax_env):
   """The unconditional GAN of the same family: 4 steps of 64 real images."""
   workdir = tmp_path_factory.mktemp('eval_errors') / 'gan'
