@@ -206,7 +206,7 @@ def _load_cached(name: str, split: str, data_dir: Optional[str],
   hints = [f'set ${ENV_DATA_DIR} or --config.data_dir to a directory holding '
            'train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, '
            't10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz',
-           'or allow downloading (allow_download=True) on a machine with '
+           'or allow downloading (--config.allow_download=true) on a machine with '
            'network access']
   if name == 'fashion_mnist':
     hints.insert(0, 'run `apt-get install dataset-fashion-mnist`')

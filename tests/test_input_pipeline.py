@@ -196,7 +196,7 @@ def test_nothing_found_lists_sources(tmp_path):
                'missing train-images-idx3-ubyte[.gz]',
                '$CGAN_JAX_DATA_DIR: variable not set',
                'TFDS download: not allowed', 'CGAN_JAX_DATA_DIR',
-               '--config.data_dir', 'allow_download=True'):
+               '--config.data_dir', '--config.allow_download=true'):
     assert part in msg, (part, msg)
 
 
