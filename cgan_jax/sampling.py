@@ -1,7 +1,5 @@
 """Rebuilding a trained generator from a workdir, and drawing from it."""
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -18,13 +16,8 @@ def load(workdir: str, step: int | None = None) -> tuple[state_lib.GAN, state_li
   config = ml_collections.ConfigDict(meta['config'])
   info = input_pipeline.DATASETS[input_pipeline.canonical_name(config.dataset)]
   gan = state_lib.build_gan(config, info.num_classes, axis_name=None)
-  # Shapes only: restoring into an abstract template skips G's and D's random init.
-  abstract = jax.eval_shape(
-      functools.partial(state_lib.init_state, gan, image_shape=info.image_shape),
-      jax.random.PRNGKey(0))
-  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  template = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-                          abstract)
+  template = state_lib.abstract_state(gan, info.image_shape,
+                                      jax.sharding.SingleDeviceSharding(jax.devices()[0]))
   return gan, ckpt.restore_state(template, step)
 
 

@@ -1,6 +1,7 @@
 """The GAN training state: one pytree of arrays plus a static description of the GAN."""
 
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -86,6 +87,15 @@ def init_state(gan: GAN, rng: jax.Array, image_shape: tuple[int, ...]) -> GANSta
       g_opt=gan.g_tx.init(g_vars['params']),
       d_params=d_vars['params'], d_stats=d_vars.get('batch_stats', {}),
       d_opt=gan.d_tx.init(d_vars['params']), gan=gan)
+
+
+def abstract_state(gan: GAN, image_shape: tuple[int, ...],
+                   sharding: jax.sharding.Sharding) -> GANState:
+  """Shapes, dtypes and `sharding` of `init_state`, without running the random init."""
+  abstract = jax.eval_shape(functools.partial(init_state, gan, image_shape=image_shape),
+                            jax.random.PRNGKey(0))
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+                      abstract)
 
 
 def generate(gan: GAN, g_params: PyTree, g_stats: PyTree, z_BZ: jax.Array,

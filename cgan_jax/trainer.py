@@ -123,10 +123,12 @@ def _train(config: ml_collections.ConfigDict, workdir: str, gan: state_lib.GAN,
   steps_per_epoch = input_pipeline.steps_per_epoch(len(images), config.batch_size)
   total_steps = config.num_epochs * steps_per_epoch
 
-  state = state_lib.init_state(gan, jax.random.PRNGKey(config.seed), info.image_shape)
-  state = jax.device_put(state, parallel.replicated(mesh))
-  if resumed_from is not None:
-    state = ckpt.restore_state(state, resumed_from)
+  if resumed_from is None:
+    state = state_lib.init_state(gan, jax.random.PRNGKey(config.seed), info.image_shape)
+    state = jax.device_put(state, parallel.replicated(mesh))
+  else:  # restore into shapes: no random init to throw away
+    template = state_lib.abstract_state(gan, info.image_shape, parallel.replicated(mesh))
+    state = ckpt.restore_state(template, resumed_from)
     logging.info('Resumed from %s', ckpt.path(resumed_from))
   meta = {'config': config.to_dict(), 'steps_per_epoch': steps_per_epoch}
 
