@@ -11,7 +11,6 @@ from typing import Any, Callable
 import jax
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 from absl import logging
 
 from cgan_jax import checkpointing, input_pipeline, sampling
@@ -46,11 +45,8 @@ def check_num_samples(num_samples: int, feature_dim: int) -> None:
 
 def checkpoint_steps(workdir: str) -> list[int]:
   """All checkpointed steps of a workdir, ascending."""
-  ckpt = checkpointing.Checkpointer(workdir, read_only=True)  # its error for a missing directory
-  manager = ocp.CheckpointManager(ckpt.directory, options=ocp.CheckpointManagerOptions(
-      read_only=True, create=False), item_names=('state', 'meta'))
-  steps = sorted(manager.all_steps())
-  manager.close()
+  with checkpointing.Checkpointer(workdir, read_only=True) as ckpt:  # errs on a missing dir
+    steps = ckpt.all_steps()
   if not steps:
     raise UserError(f'no checkpoint found in {ckpt.directory}')
   return steps
