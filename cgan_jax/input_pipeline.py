@@ -295,9 +295,14 @@ def _np_batches(images: np.ndarray, labels: np.ndarray, order: np.ndarray,
 
 def batches(images: np.ndarray, labels: np.ndarray, *, global_batch: int,
             seed: int, epoch: int, start_step: int = 0, process_index: int = 0,
-            process_count: int = 1,
+            process_count: int = 1, micro_steps: int = 1,
             pipeline: str = 'tf.data') -> Iterator[dict[str, np.ndarray]]:
-  """Yields this process's slice of global batches start_step.. of an epoch."""
+  """Yields this process's slice of the steps start_step.. of an epoch.
+
+  A step is `micro_steps` global batches of `global_batch` examples (one per critic
+  update); each yielded dict holds image (micro_steps, local, H, W, C) and label
+  (micro_steps, local), local = global_batch / process_count.
+  """
   images, labels = np.asarray(images), np.asarray(labels)
   if images.dtype != np.uint8 or len(images) != len(labels):
     raise DataError(f'batches() needs uint8 images and as many labels, got '
@@ -307,16 +312,19 @@ def batches(images: np.ndarray, labels: np.ndarray, *, global_batch: int,
   if process_count <= 0 or not 0 <= process_index < process_count:
     raise DataError(f'Bad process_index {process_index} / process_count '
                     f'{process_count}.')
-  steps = steps_per_epoch(len(images), global_batch)
+  if micro_steps < 1:
+    raise DataError(f'micro_steps must be >= 1, got {micro_steps}.')
+  steps = steps_per_epoch(len(images), global_batch * micro_steps)
   if global_batch % process_count:
     raise DataError(f'global batch {global_batch} is not divisible by the '
                     f'{process_count} processes.')
   if not 0 <= start_step <= steps:
     raise DataError(f'start_step {start_step} outside [0, {steps}].')
   local = global_batch // process_count
-  perm = epoch_permutation(seed, epoch, len(images))[:steps * global_batch]
-  mine = perm.reshape(steps, global_batch)[
-      start_step:, process_index * local:(process_index + 1) * local]
+  perm = epoch_permutation(seed, epoch, len(images))[:steps * micro_steps * global_batch]
+  mine = perm.reshape(steps, micro_steps, global_batch)[
+      start_step:, :, process_index * local:(process_index + 1) * local]
   order = np.ascontiguousarray(mine).reshape(-1)
   make = _tf_batches if pipeline == 'tf.data' else _np_batches
-  return make(images, labels, order, local)
+  flat = make(images, labels, order, micro_steps * local)  # errors above are raised eagerly
+  return ({k: v.reshape(micro_steps, local, *v.shape[1:]) for k, v in b.items()} for b in flat)

@@ -24,13 +24,17 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
+# Batches are (micro_steps, batch, ...): the batch axis (1) is split over devices.
+BATCH_SPEC = P(None, AXIS)
+
+
 def data_sharded(mesh: Mesh) -> NamedSharding:
-  return NamedSharding(mesh, P(AXIS))
+  return NamedSharding(mesh, BATCH_SPEC)
 
 
 def data_parallel(step_fn: Callable, mesh: Mesh, donate: bool = True) -> Callable:
-  """jit(shard_map(step_fn)): replicated state, batch split along its leading axis."""
-  sharded = jax.shard_map(step_fn, mesh=mesh, in_specs=(P(), P(AXIS)),
+  """jit(shard_map(step_fn)): replicated state, batch split along its batch axis (1)."""
+  sharded = jax.shard_map(step_fn, mesh=mesh, in_specs=(P(), BATCH_SPEC),
                           out_specs=(P(), P()))
   return jax.jit(sharded, donate_argnums=(0,) if donate else ())
 

@@ -37,6 +37,13 @@ class GAN:
   loss: losses.LossPair
   g_tx: optax.GradientTransformation
   d_tx: optax.GradientTransformation
+  # The update schedule (steps.py reads these; configs set them):
+  d_steps: int = 1  # critic updates per generator update, each on its own minibatch (n_critic)
+  g_steps: int = 1  # generator updates per step (the DCGAN seed's tip: 2)
+  gp_weight: float = 0.0  # λ of the WGAN-GP gradient penalty (0: off)
+  d_constraint: Callable[[PyTree], PyTree] = lambda params: params  # after each D update
+  aux: losses.AuxLoss = losses.NO_AUX  # the model's auxiliary-classifier terms
+  image_size: int | None = None  # side G/D work at when it differs from the data's
 
 
 @flax.struct.dataclass
@@ -59,23 +66,52 @@ def make_optimizer(cfg: ml_collections.ConfigDict) -> optax.GradientTransformati
   name = kwargs.pop('name')
   if name not in OPTIMIZERS:
     raise UserError(f'unknown optimizer {name!r}; known: {", ".join(sorted(OPTIMIZERS))}')
-  return OPTIMIZERS[name](**kwargs)
+  try:
+    return OPTIMIZERS[name](**kwargs)
+  except TypeError as e:
+    raise UserError(f'optimizer {name!r} does not take {sorted(kwargs)}: {e}') from e
+
+
+def clip_weights(c: float) -> Callable[[PyTree], PyTree]:
+  """WGAN's constraint: every parameter projected onto [-c, c] (identity when c == 0)."""
+  if c < 0:
+    raise UserError(f'clip_critic must be >= 0, got {c}')
+  if not c:
+    return lambda params: params
+  return functools.partial(optax.projections.projection_box, lower=-c, upper=c)
 
 
 def build_gan(config: ml_collections.ConfigDict, num_classes: int,
               axis_name: str | None) -> GAN:
-  """Resolves the config's model, loss and optimizer names into a `GAN`."""
+  """Resolves the config's model, loss, optimizers and update schedule into a `GAN`."""
   parts = models.build(config, num_classes, axis_name)
   if config.loss not in losses.LOSSES:
     raise UserError(f'unknown loss {config.loss!r}; known: {", ".join(sorted(losses.LOSSES))}')
+  for field in ('n_critic', 'g_steps'):
+    if config[field] < 1:
+      raise UserError(f'{field} must be >= 1, got {config[field]}')
+  if config.gradient_penalty < 0:
+    raise UserError(f'gradient_penalty must be >= 0, got {config.gradient_penalty}')
   return GAN(parts.generator, parts.discriminator, parts.latent, config.z_dim, num_classes,
              parts.conditional, parts.pixel_range, losses.LOSSES[config.loss],
-             make_optimizer(config.g_optimizer), make_optimizer(config.d_optimizer))
+             make_optimizer(config.g_optimizer), make_optimizer(config.d_optimizer),
+             d_steps=config.n_critic, g_steps=config.g_steps,
+             gp_weight=float(config.gradient_penalty),
+             d_constraint=clip_weights(config.clip_critic), aux=parts.aux,
+             image_size=parts.image_size)
+
+
+def model_image_shape(gan: GAN, data_shape: tuple[int, ...]) -> tuple[int, ...]:
+  """(H, W, C) that G makes and D sees: the data's, or resized to the model's side."""
+  if gan.image_size is None:
+    return tuple(data_shape)
+  return (gan.image_size, gan.image_size, data_shape[-1])
 
 
 def init_state(gan: GAN, rng: jax.Array, image_shape: tuple[int, ...]) -> GANState:
   """Initialises G and D (inference-mode trace, so no cross-device axis is needed)."""
   g_key, d_key, train_key = jax.random.split(rng, 3)
+  image_shape = model_image_shape(gan, image_shape)
   z = jnp.zeros((1, gan.z_dim), jnp.float32)
   y = jnp.zeros((1,), jnp.int32)
   g_vars = gan.generator.init(g_key, z, y, train=False)
@@ -100,6 +136,6 @@ def abstract_state(gan: GAN, image_shape: tuple[int, ...],
 
 def generate(gan: GAN, g_params: PyTree, g_stats: PyTree, z_BZ: jax.Array,
              y_B: jax.Array) -> jax.Array:
-  """G in inference mode (running BatchNorm statistics): images in [0, 1]."""
+  """G in inference mode (running BatchNorm statistics): images in G's pixel range."""
   return gan.generator.apply({'params': g_params, 'batch_stats': g_stats}, z_BZ, y_B,
                              train=False)

@@ -1,32 +1,43 @@
-"""The GAN train step: one discriminator update, then one generator update.
+"""The GAN train step: n_critic discriminator updates, then g_steps generator updates.
 
 This is the file to fork. Everything here is a pure function of (state, batch): no I/O,
-no globals, no flags. It runs per device under `jax.shard_map` over the ('data',) mesh
-axis (see parallel.py). Each loss is `pmean`-ed over the axis inside the differentiated
-function, so it is the global-batch loss; parameters are replicated (device-invariant),
-and shard_map's autodiff sums their cotangents over devices, so `grad` is already the
-global-batch gradient, identical on every device (an extra pmean of grads would be a
-no-op). BatchNorm averages its batch statistics over the same axis. N devices thus
-compute what one device computes on the whole global batch.
+no globals, no flags. Every GAN in the registry trains through `train_step`; what differs
+between them is data on `state.gan` (the nets, the loss pair, the schedule d_steps/g_steps,
+the gradient-penalty weight, the critic's weight constraint, the model's auxiliary terms).
+
+It runs per device under `jax.shard_map` over the ('data',) mesh axis (see parallel.py).
+Each loss is `pmean`-ed over the axis inside the differentiated function, so it is the
+global-batch loss; parameters are replicated (device-invariant), and shard_map's autodiff
+sums their cotangents over devices, so `grad` is already the global-batch gradient,
+identical on every device (an extra pmean of grads would be a no-op). BatchNorm averages
+its batch statistics over the same axis. N devices thus compute what one device computes
+on the whole global batch.
 """
 
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import optax
 from jax import lax
 
+from cgan_jax import losses
 from cgan_jax.state import GAN, GANState
 
 AXIS = 'data'
-Batch = dict[str, jax.Array]  # {'image': uint8 (B, H, W, C), 'label': int32 (B,)}
+# One minibatch per critic update: {'image': uint8 (S, B, H, W, C), 'label': int32 (S, B)},
+# S = gan.d_steps; B is this device's share of the global batch.
+Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
 
 
 def to_pixel_range(image_BHWC: jax.Array, gan: GAN) -> jax.Array:
-  """uint8 [0, 255] -> float32 in G's output range."""
+  """uint8 [0, 255] -> float32 in G's output range, resized to the model's side if it has one."""
   lo, hi = gan.pixel_range
-  return lo + (hi - lo) * image_BHWC.astype(jnp.float32) / 255.0
+  x = lo + (hi - lo) * image_BHWC.astype(jnp.float32) / 255.0
+  if gan.image_size is not None and x.shape[1:3] != (gan.image_size, gan.image_size):
+    x = jax.image.resize(x, (x.shape[0], gan.image_size, gan.image_size, x.shape[3]), 'linear')
+  return x
 
 
 def sample_latents(gan: GAN, key: jax.Array, batch_size: int) -> jax.Array:
@@ -40,7 +51,14 @@ def sample_latents(gan: GAN, key: jax.Array, batch_size: int) -> jax.Array:
   return jax.vmap(lambda k: gan.latent(k, gan.z_dim))(keys)
 
 
-def _run(net, params, stats, *args, rng: jax.Array) -> tuple[jax.Array, Any]:
+def _uniform_per_example(key: jax.Array, batch_size: int) -> jax.Array:
+  """U(0, 1) per example, keyed by global example index like `sample_latents`."""
+  first = lax.axis_index(AXIS) * batch_size
+  return jax.vmap(lambda i: jax.random.uniform(jax.random.fold_in(key, i)))(
+      first + jnp.arange(batch_size))
+
+
+def _run(net, params, stats, *args, rng: jax.Array) -> tuple[Any, Any]:
   """Applies a net in training mode; returns (output, updated BatchNorm statistics)."""
   dropout_rng = jax.random.fold_in(rng, lax.axis_index(AXIS))  # distinct masks per device
   out, new_vars = net.apply({'params': params, 'batch_stats': stats}, *args, train=True,
@@ -50,56 +68,90 @@ def _run(net, params, stats, *args, rng: jax.Array) -> tuple[jax.Array, Any]:
 
 def d_step(state: GANState, x_BHWC: jax.Array, y_B: jax.Array, z_BZ: jax.Array,
            rng: jax.Array) -> tuple[GANState, Metrics]:
-  """One discriminator update on real x and G(z, y); G's parameters are untouched."""
+  """One discriminator update on real x and G(z, y); G's parameters are untouched.
+
+  L_D = loss.d(D(x), D(G(z))) + aux.d(classes) + λ·GP, then D's weights are projected by
+  gan.d_constraint (WGAN's clipping; identity for other GANs).
+  """
   gan = state.gan
-  g_rng, d_rng = jax.random.split(rng)
+  g_rng, real_rng, fake_rng, gp_rng = jax.random.split(rng, 4)
   fake_BHWC, _ = _run(gan.generator, state.g_params, state.g_stats, z_BZ, y_B, rng=g_rng)
   fake_BHWC = lax.stop_gradient(fake_BHWC)
 
   def loss_fn(d_params):
-    real_logits, stats = _run(gan.discriminator, d_params, state.d_stats, x_BHWC, y_B,
-                              rng=d_rng)
-    fake_logits, stats = _run(gan.discriminator, d_params, stats, fake_BHWC, y_B, rng=d_rng)
-    loss = lax.pmean(gan.loss.d(real_logits, fake_logits), AXIS)
-    return loss, (stats, real_logits, fake_logits)
+    real, stats = _run(gan.discriminator, d_params, state.d_stats, x_BHWC, y_B, rng=real_rng)
+    fake, stats = _run(gan.discriminator, d_params, stats, fake_BHWC, y_B, rng=fake_rng)
+    adversarial = gan.loss.d(real.logits, fake.logits)
+    aux = gan.aux.d(real.class_logits, fake.class_logits, y_B)
+    terms = {'d_adv': adversarial, 'd_aux': aux}
+    if gan.gp_weight:  # a static choice of the GAN, not a traced branch
+      critic = lambda x: _run(gan.discriminator, d_params, stats, x, y_B, rng=gp_rng)[0].logits
+      eps_B = _uniform_per_example(gp_rng, x_BHWC.shape[0])
+      terms['gp'] = losses.gradient_penalty(critic, x_BHWC, fake_BHWC, eps_B)
+    loss = adversarial + aux + gan.gp_weight * terms.get('gp', 0.0)
+    return lax.pmean(loss, AXIS), (stats, real, fake, lax.pmean(terms, AXIS))
 
-  (loss, (stats, real_logits, fake_logits)), grads = jax.value_and_grad(
+  (loss, (stats, real, fake, terms)), grads = jax.value_and_grad(
       loss_fn, has_aux=True)(state.d_params)
   updates, d_opt = gan.d_tx.update(grads, state.d_opt, state.d_params)
+  d_params = gan.d_constraint(optax.apply_updates(state.d_params, updates))
   metrics = {'d_loss': loss,
-             'D(x)': lax.pmean(jnp.mean(jax.nn.sigmoid(real_logits)), AXIS),
-             'D(G(z))': lax.pmean(jnp.mean(jax.nn.sigmoid(fake_logits)), AXIS)}
-  new_state = state.replace(d_params=jax.tree.map(jnp.add, state.d_params, updates),
-                            d_stats=stats, d_opt=d_opt)
-  return new_state, metrics
+             'D(x)': lax.pmean(jnp.mean(gan.loss.score(real.logits)), AXIS),
+             'D(G(z))': lax.pmean(jnp.mean(gan.loss.score(fake.logits)), AXIS)}
+  if gan.gp_weight:
+    metrics['gradient_penalty'] = terms['gp']
+  if real.class_logits is not None:
+    metrics['d_class_loss'] = terms['d_aux']
+    metrics['D_class_acc(x)'] = lax.pmean(
+        jnp.mean(jnp.argmax(real.class_logits, -1) == y_B), AXIS)
+  return state.replace(d_params=d_params, d_stats=stats, d_opt=d_opt), metrics
 
 
 def g_step(state: GANState, y_B: jax.Array, z_BZ: jax.Array,
            rng: jax.Array) -> tuple[GANState, Metrics]:
-  """One generator update through the current D; D's parameters and statistics are untouched."""
+  """One generator update through the current D; D's parameters and statistics are untouched.
+
+  L_G = loss.g(D(G(z))) + aux.g(classes of G(z)).
+  """
   gan = state.gan
   g_rng, d_rng = jax.random.split(rng)
 
   def loss_fn(g_params):
     fake_BHWC, stats = _run(gan.generator, g_params, state.g_stats, z_BZ, y_B, rng=g_rng)
-    fake_logits, _ = _run(gan.discriminator, state.d_params, state.d_stats, fake_BHWC, y_B,
-                          rng=d_rng)
-    return lax.pmean(gan.loss.g(fake_logits), AXIS), stats
+    fake, _ = _run(gan.discriminator, state.d_params, state.d_stats, fake_BHWC, y_B,
+                   rng=d_rng)
+    loss = gan.loss.g(fake.logits) + gan.aux.g(fake.class_logits, y_B)
+    return lax.pmean(loss, AXIS), stats
 
   (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g_params)
   updates, g_opt = gan.g_tx.update(grads, state.g_opt, state.g_params)
-  new_state = state.replace(g_params=jax.tree.map(jnp.add, state.g_params, updates),
-                            g_stats=stats, g_opt=g_opt)
-  return new_state, {'g_loss': loss}
+  return state.replace(g_params=optax.apply_updates(state.g_params, updates), g_stats=stats,
+                       g_opt=g_opt), {'g_loss': loss}
 
 
 def train_step(state: GANState, batch: Batch) -> tuple[GANState, Metrics]:
-  """D update then G update on one (per-device) batch; same z for both, as in the recipe."""
-  x_BHWC = to_pixel_range(batch['image'], state.gan)
-  y_B = batch['label']
+  """gan.d_steps D updates (one per minibatch of `batch`), then gan.g_steps G updates.
+
+  The G updates reuse the labels and noise of the last D update (the recipes' "same z"),
+  so with d_steps = g_steps = 1 this is the classic alternating step on one batch.
+  """
+  gan = state.gan
+  images_SBHWC, labels_SB = batch['image'], batch['label']
   key = jax.random.fold_in(state.rng, state.step)
   z_key, d_key, g_key = jax.random.split(key, 3)
-  z_BZ = sample_latents(state.gan, z_key, y_B.shape[0])
-  state, d_metrics = d_step(state, x_BHWC, y_B, z_BZ, d_key)
-  state, g_metrics = g_step(state, y_B, z_BZ, g_key)
-  return state.replace(step=state.step + 1), {**d_metrics, **g_metrics}
+  batch_size = labels_SB.shape[1]
+
+  def critic_update(state, inputs):
+    i, image_BHWC, y_B = inputs
+    z_BZ = sample_latents(gan, jax.random.fold_in(z_key, i), batch_size)
+    state, metrics = d_step(state, to_pixel_range(image_BHWC, gan), y_B, z_BZ,
+                            jax.random.fold_in(d_key, i))
+    return state, (metrics, z_BZ)
+
+  state, (d_metrics, z_SBZ) = lax.scan(
+      critic_update, state, (jnp.arange(gan.d_steps), images_SBHWC, labels_SB))
+  g_metrics = {}
+  for j in range(gan.g_steps):
+    state, g_metrics = g_step(state, labels_SB[-1], z_SBZ[-1], jax.random.fold_in(g_key, j))
+  metrics = {**jax.tree.map(lambda m: jnp.mean(m, 0), d_metrics), **g_metrics}
+  return state.replace(step=state.step + 1), metrics

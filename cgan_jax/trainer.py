@@ -120,7 +120,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, gan: state_lib.GAN,
   resumed_from = ckpt.latest_step()
   if resumed_from is not None:
     check_same_run(ckpt.restore_meta(resumed_from), config, workdir)
-  steps_per_epoch = input_pipeline.steps_per_epoch(len(images), config.batch_size)
+  # One step = n_critic minibatches (one per D update) and one round of G updates.
+  steps_per_epoch = input_pipeline.steps_per_epoch(len(images), config.batch_size * gan.d_steps)
   total_steps = config.num_epochs * steps_per_epoch
 
   if resumed_from is None:
@@ -168,7 +169,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, gan: state_lib.GAN,
     logging.info('step %d/%d (epoch %d/%d) | %s | %.2f steps/s, %.0f img/s | ETA %s', step,
                  total_steps, (step - 1) // steps_per_epoch + 1, config.num_epochs,
                  ' '.join(f'{k} {v:.4f}' for k, v in means.items()), rate,
-                 rate * config.batch_size, time.strftime('%H:%M:%S', time.gmtime(eta)))
+                 rate * config.batch_size * gan.d_steps, time.strftime('%H:%M:%S', time.gmtime(eta)))
     pending, t_last, step_last = [], now, step
 
   def save() -> None:
@@ -191,7 +192,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, gan: state_lib.GAN,
       for local_batch in input_pipeline.batches(
           images, labels, global_batch=config.batch_size, seed=config.seed, epoch=epoch,
           start_step=step % steps_per_epoch, process_index=jax.process_index(),
-          process_count=jax.process_count(), pipeline=config.pipeline):
+          process_count=jax.process_count(), micro_steps=gan.d_steps,
+          pipeline=config.pipeline):
         state, metrics = train_step(state, parallel.global_batch(local_batch, mesh))
         pending.append(metrics)
         step += 1

@@ -1,4 +1,4 @@
-"""The classic conditional GAN on Fashion-MNIST (infoGAN-style conv G/D).
+"""The default recipe: the classic conditional GAN on Fashion-MNIST (configs/cgan.py).
 
 The recipe of `main.py --dataset fashion-mnist --gan_type CGAN --epoch 40 --batch_size 64`:
 z ~ U(-1, 1)^62 concatenated with one-hot y; non-saturating loss; Adam(beta1=0.5),
@@ -10,11 +10,8 @@ Expected: class-recognisable garments per row of workdir/samples/epoch_0001.png 
 sharp ones by epoch 20-40.
 """
 
-from configs import default
+from configs import cgan
 
 
 def get_config():
-  config = default.get_config()
-  config.model = 'infogan_cgan'
-  config.dataset = 'fashion_mnist'
-  return config
+  return cgan.get_config('fashion_mnist')

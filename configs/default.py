@@ -6,6 +6,11 @@ Any field can be overridden on the command line: --config.num_epochs=3.
 import ml_collections
 
 
+def optimizer(name: str, learning_rate: float, **kwargs) -> ml_collections.ConfigDict:
+  """An optimizer config: a key of cgan_jax.state.OPTIMIZERS and its optax keyword arguments."""
+  return ml_collections.ConfigDict(dict(name=name, learning_rate=learning_rate, **kwargs))
+
+
 def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   # What is trained (all of these must match to resume a workdir).
@@ -14,11 +19,15 @@ def get_config() -> ml_collections.ConfigDict:
   c.num_train_examples = 0          # 0: the whole train split; N: its first N examples
   c.z_dim = 62
   c.loss = 'non_saturating'         # a key of cgan_jax.losses.LOSSES
-  c.g_optimizer = ml_collections.ConfigDict(
-      dict(name='adam', learning_rate=1e-3, b1=0.5, b2=0.999))
-  c.d_optimizer = ml_collections.ConfigDict(
-      dict(name='adam', learning_rate=2e-4, b1=0.5, b2=0.999))
+  c.g_optimizer = optimizer('adam', 1e-3, b1=0.5, b2=0.999)
+  c.d_optimizer = optimizer('adam', 2e-4, b1=0.5, b2=0.999)
   c.batch_size = 64                 # global batch, split over all devices and hosts
+  # The update schedule: each step makes n_critic D updates (each on its own batch), then
+  # g_steps G updates (with the last batch's labels and noise).
+  c.n_critic = 1                    # WGAN: 5
+  c.g_steps = 1                     # the DCGAN seed's tip: 2
+  c.clip_critic = 0.0               # WGAN: clip every D weight to [-c, c] after each update
+  c.gradient_penalty = 0.0          # WGAN-GP: lambda (10)
   c.seed = 0
 
   # How long and how it is run (free to change between resumes).

@@ -283,7 +283,7 @@ sys.modules['tensorflow'] = sys.modules['tensorflow_datasets'] = None
 from cgan_jax import input_pipeline as ip
 x, y = ip.load_split('mnist', 'train', data_dir={str(tmp_path)!r})
 b = list(ip.batches(x, y, global_batch=4, seed=0, epoch=0, pipeline='numpy'))
-assert len(b) == 4 and b[0]['image'].shape == (4, 28, 28, 1)
+assert len(b) == 4 and b[0]['image'].shape == (1, 4, 28, 28, 1)
 try:
   ip.load_split('mnist', 'test', data_dir={str(tmp_path)!r})
 except ip.DataError as e:
@@ -345,8 +345,8 @@ def test_batches_pipelines_identical_and_ordered(fashion_train):
     rows = perm[s * 256:(s + 1) * 256]
     assert tf_b[s]['image'].dtype == np.uint8
     assert tf_b[s]['label'].dtype == np.int32
-    np.testing.assert_array_equal(tf_b[s]['image'], images[rows])
-    np.testing.assert_array_equal(tf_b[s]['label'], labels[rows])
+    np.testing.assert_array_equal(tf_b[s]['image'], images[rows][None])
+    np.testing.assert_array_equal(tf_b[s]['label'], labels[rows][None])
   cached = len(ip._TF_CONSTANTS)  # Converted once per dataset object:
   next(ip.batches(images, labels, global_batch=256, seed=5, epoch=3))
   assert len(ip._TF_CONSTANTS) == cached
@@ -367,8 +367,27 @@ def test_batches_start_step_and_processes(fashion_train, pipeline):
            for p in range(2)]
   assert len(parts[0]) == len(parts[1]) == 7
   for s, (a, b) in enumerate(zip(*parts)):
-    assert a['image'].shape == (48, 28, 28, 1)
-    _assert_same([{k: np.concatenate([a[k], b[k]]) for k in a}], [full[3 + s]])
+    assert a['image'].shape == (1, 48, 28, 28, 1)
+    _assert_same([{k: np.concatenate([a[k], b[k]], axis=1) for k in a}], [full[3 + s]])
+
+
+@pytest.mark.parametrize('pipeline', ip.PIPELINES)
+def test_micro_steps_take_consecutive_global_batches(fashion_train, pipeline):
+  """n_critic = 3: a step holds 3 consecutive global batches; processes split each one."""
+  images, labels = fashion_train[0][:1000], fashion_train[1][:1000]
+  flat = _collect(images, labels, global_batch=32, pipeline=pipeline)
+  steps = _collect(images, labels, global_batch=32, micro_steps=3, pipeline=pipeline)
+  assert len(steps) == 1000 // 96 == 10
+  assert steps[0]['image'].shape == (3, 32, 28, 28, 1) and steps[0]['label'].shape == (3, 32)
+  for s in (0, 9):
+    for m in range(3):
+      for k in ('image', 'label'):
+        np.testing.assert_array_equal(steps[s][k][m], flat[3 * s + m][k][0])
+  parts = [_collect(images, labels, global_batch=32, micro_steps=3, start_step=8,
+                    process_index=p, process_count=2, pipeline=pipeline) for p in range(2)]
+  assert parts[0][0]['label'].shape == (3, 16)
+  _assert_same([{k: np.concatenate([a[k], b[k]], axis=1) for k in a}
+                for a, b in zip(*parts)], steps[8:])
 
 
 def test_batches_refusals(fashion_train):
@@ -377,7 +396,9 @@ def test_batches_refusals(fashion_train):
          dict(global_batch=8, process_index=2, process_count=2),
          dict(global_batch=8, pipeline='torch'),
          dict(global_batch=8, start_step=13),
-         dict(global_batch=101)]
+         dict(global_batch=101),
+         dict(global_batch=8, micro_steps=0),
+         dict(global_batch=50, micro_steps=3)]
   for kw in bad:
     with pytest.raises(ip.DataError):
       ip.batches(images, labels, seed=0, epoch=0, **kw)  # Raised eagerly.

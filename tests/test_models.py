@@ -29,8 +29,9 @@ def test_generator_shape_and_range(nets):
 def test_discriminator_gives_one_logit_per_image(nets):
   _, d, _, d_vars, _, y = nets
   x = jax.random.uniform(jax.random.PRNGKey(3), (8, 28, 28, 1))
-  logits = d.apply(d_vars, x, y, train=False)
-  assert logits.shape == (8,) and logits.dtype == jnp.float32
+  out = d.apply(d_vars, x, y, train=False)
+  assert out.logits.shape == (8,) and out.logits.dtype == jnp.float32
+  assert out.class_logits is None
 
 
 def test_layer_sizes_match_the_recipe(nets):
@@ -49,8 +50,8 @@ def test_both_nets_use_the_label(nets):
   x0 = g.apply(g_vars, z, y, train=False)
   x1 = g.apply(g_vars, z, (y + 1) % 10, train=False)
   assert float(jnp.abs(x0 - x1).max()) > 1e-4
-  l0 = d.apply(d_vars, x0, y, train=False)
-  l1 = d.apply(d_vars, x0, (y + 1) % 10, train=False)
+  l0 = d.apply(d_vars, x0, y, train=False).logits
+  l1 = d.apply(d_vars, x0, (y + 1) % 10, train=False).logits
   assert float(jnp.abs(l0 - l1).max()) > 1e-5
 
 

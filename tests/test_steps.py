@@ -15,10 +15,11 @@ def _config(**overrides):
   return c
 
 
-def _batch(seed=0, n=64):
+def _batch(seed=0, n=64, micro=1):
+  """One step's input: `micro` minibatches of n (one per critic update)."""
   rs = np.random.RandomState(seed)
-  return {'image': rs.randint(0, 256, (n, 28, 28, 1)).astype(np.uint8),
-          'label': rs.randint(0, 10, n).astype(np.int32)}
+  return {'image': rs.randint(0, 256, (micro, n, 28, 28, 1)).astype(np.uint8),
+          'label': rs.randint(0, 10, (micro, n)).astype(np.int32)}
 
 
 def _setup(config, num_devices):
@@ -43,14 +44,14 @@ def _same(a, b) -> bool:
 
 
 def _d_only(state, batch):
-  x = steps.to_pixel_range(batch['image'], state.gan)
+  x = steps.to_pixel_range(batch['image'][0], state.gan)
   z = steps.sample_latents(state.gan, state.rng, x.shape[0])
-  return steps.d_step(state, x, batch['label'], z, state.rng)
+  return steps.d_step(state, x, batch['label'][0], z, state.rng)
 
 
 def _g_only(state, batch):
-  z = steps.sample_latents(state.gan, state.rng, batch['label'].shape[0])
-  return steps.g_step(state, batch['label'], z, state.rng)
+  z = steps.sample_latents(state.gan, state.rng, batch['label'].shape[1])
+  return steps.g_step(state, batch['label'][0], z, state.rng)
 
 
 def test_d_step_changes_only_d():

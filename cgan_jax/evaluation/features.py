@@ -24,10 +24,15 @@ def default_cache_dir() -> str:
   return os.path.join(base, 'cgan_jax')
 
 
-def to_unit_range(images: jax.Array, pixel_range: tuple[float, float]) -> jax.Array:
-  """Maps images from a generator's pixel range to [0, 1] (clipped): the classifier's input."""
+def to_unit_range(images: jax.Array, pixel_range: tuple[float, float],
+                  side: int = 28) -> jax.Array:
+  """Maps images from a generator's pixel range to [0, 1] (clipped) at side × side (resized,
+  antialiased, when G works at another size, e.g. DCGAN's 64×64): the classifier's input."""
   lo, hi = pixel_range
-  return jnp.clip((images - lo) / (hi - lo), 0.0, 1.0)
+  x = jnp.clip((images - lo) / (hi - lo), 0.0, 1.0)
+  if x.shape[1:3] != (side, side):
+    x = jax.image.resize(x, (x.shape[0], side, side, x.shape[3]), 'linear', antialias=True)
+  return x
 
 
 def extractor(asset: classifier.Asset) -> Extractor:

@@ -1,17 +1,21 @@
-"""Model registry: a config's `model` name -> generator, discriminator and latent prior.
+"""Model registry: a config's `model` name -> generator, discriminator, latent prior, and the
+model's own conditioning terms (e.g. ACGAN's auxiliary-classifier loss).
 
-Adding a GAN family means adding a file here and one entry in `MODELS`; nothing else
-in the trainer changes.
+Adding a GAN family means adding a file here and entries in `MODELS`; nothing in the trainer
+or the step changes. Every G is called as G(z_BZ, y_B, train) -> images, every D as
+D(x_BHWC, y_B, train) -> DOutput; unconditional models ignore y.
 """
 
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Optional
 
 import flax.linen as nn
 import jax
 import ml_collections
 
+from cgan_jax import losses
 from cgan_jax.errors import UserError
-from cgan_jax.models import infogan
+from cgan_jax.models import acgan, dcgan, infogan, mlp
+from cgan_jax.models.common import DOutput, normal_latent, uniform_latent  # noqa: F401
 
 
 class ModelParts(NamedTuple):
@@ -20,23 +24,67 @@ class ModelParts(NamedTuple):
   latent: Callable[[jax.Array, int], jax.Array]  # (key, z_dim) -> one z
   conditional: bool
   pixel_range: tuple[float, float]  # G's output range; real images are scaled to it
+  aux: losses.AuxLoss = losses.NO_AUX  # extra D/G terms over D's class logits
+  image_size: Optional[int] = None  # square side G/D work at; None: the dataset's own
 
 
-def _infogan(config: ml_collections.ConfigDict, num_classes: int, axis_name: str | None,
-             conditional: bool) -> ModelParts:
-  kw = dict(num_classes=num_classes, conditional=conditional, axis_name=axis_name)
-  return ModelParts(infogan.Generator(**kw), infogan.Discriminator(**kw),
-                    infogan.uniform_latent, conditional, (0.0, 1.0))
+Builder = Callable[[ml_collections.ConfigDict, int, Optional[str]], ModelParts]
+_TANH = (-1.0, 1.0)
+_SIGMOID = (0.0, 1.0)
 
 
-MODELS: dict[str, Callable[..., ModelParts]] = {
-    'infogan_cgan': lambda c, k, a: _infogan(c, k, a, conditional=True),
-    'infogan_gan': lambda c, k, a: _infogan(c, k, a, conditional=False),
+def _infogan(conditional: bool) -> Builder:
+  def build(config, k, axis):
+    kw = dict(num_classes=k, conditional=conditional, axis_name=axis)
+    return ModelParts(infogan.Generator(**kw), infogan.Discriminator(**kw), uniform_latent,
+                      conditional, _SIGMOID)
+  return build
+
+
+def _dcgan28(conditional: bool, norm: str) -> Builder:
+  def build(config, k, axis):
+    return ModelParts(dcgan.Generator28(k, conditional, axis_name=axis),
+                      dcgan.Discriminator28(k, conditional, norm, axis_name=axis),
+                      normal_latent, conditional, _TANH)
+  return build
+
+
+def _acgan(fake_class: bool) -> Builder:
+  def build(config, k, axis):
+    return ModelParts(acgan.Generator(k, axis_name=axis),
+                      acgan.Discriminator(k + 1 if fake_class else k, axis_name=axis),
+                      normal_latent, True, _TANH, aux=losses.acgan_aux(k, fake_class))
+  return build
+
+
+MODELS: dict[str, Builder] = {
+    # The classic Fashion-MNIST comparison (seed 000): infoGAN-style conv nets.
+    'infogan_cgan': _infogan(conditional=True),
+    'infogan_gan': _infogan(conditional=False),
+    # Fully connected.
+    'mlp_gan': lambda c, k, a: ModelParts(mlp.GanGenerator(), mlp.GanDiscriminator(),
+                                          normal_latent, False, _TANH),
+    'mlp_cgan_concat': lambda c, k, a: ModelParts(
+        mlp.ConcatGenerator(k), mlp.ConcatDiscriminator(k), uniform_latent, True, _SIGMOID),
+    'mlp_cgan_embed': lambda c, k, a: ModelParts(
+        mlp.EmbedGenerator(k, axis_name=a), mlp.EmbedDiscriminator(k, axis_name=a),
+        normal_latent, True, _TANH),
+    # DCGAN family; the *_ln critics (LayerNorm, no BatchNorm) are for gradient penalties.
+    'dcgan64': lambda c, k, a: ModelParts(dcgan.Generator64(axis_name=a),
+                                          dcgan.Discriminator64(axis_name=a),
+                                          normal_latent, False, _TANH, image_size=64),
+    'dcgan28': _dcgan28(conditional=False, norm='batch'),
+    'cdcgan': _dcgan28(conditional=True, norm='batch'),
+    'dcgan28_ln': _dcgan28(conditional=False, norm='layer'),
+    'cdcgan_ln': _dcgan28(conditional=True, norm='layer'),
+    # Auxiliary classifier: K classes (Odena et al.) or K + 1 with a "fake" class (Keras).
+    'acgan': _acgan(fake_class=False),
+    'acgan_fake_class': _acgan(fake_class=True),
 }
 
 
 def build(config: ml_collections.ConfigDict, num_classes: int,
-          axis_name: str | None) -> ModelParts:
+          axis_name: Optional[str]) -> ModelParts:
   """Instantiates the model named by `config.model`."""
   if config.model not in MODELS:
     raise UserError(f'unknown model {config.model!r}; known models: {", ".join(sorted(MODELS))}')

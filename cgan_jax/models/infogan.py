@@ -13,6 +13,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from cgan_jax.models.common import DOutput, label_maps, uniform_latent  # noqa: F401
+
 # The reference TF code: N(0, 0.02) kernels, BatchNorm decay 0.9, epsilon 1e-5.
 _init = nn.initializers.normal(0.02)
 _Dense = functools.partial(nn.Dense, kernel_init=_init)
@@ -44,24 +46,17 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-  """(x_BHWC in [0, 1], y_B) -> real/fake logits (B,)."""
+  """(x_BHWC in [0, 1], y_B) -> DOutput with real/fake logits (B,)."""
   num_classes: int = 10
   conditional: bool = True
   axis_name: str | None = None
 
   @nn.compact
-  def __call__(self, x_BHWC: jax.Array, y_B: jax.Array, train: bool) -> jax.Array:
-    h = x_BHWC
-    if self.conditional:
-      y_B11K = jax.nn.one_hot(y_B, self.num_classes, dtype=h.dtype)[:, None, None, :]
-      h = jnp.concatenate([h, jnp.broadcast_to(y_B11K, h.shape[:3] + (self.num_classes,))], -1)
+  def __call__(self, x_BHWC: jax.Array, y_B: jax.Array, train: bool) -> DOutput:
+    h = label_maps(x_BHWC, y_B, self.num_classes) if self.conditional else x_BHWC
     h = nn.leaky_relu(_Conv(64, (4, 4), strides=(2, 2))(h), 0.2)
     h = nn.leaky_relu(_bn(train, self.axis_name)(_Conv(128, (4, 4), strides=(2, 2))(h)), 0.2)
     h = h.reshape(h.shape[0], -1)
     h = nn.leaky_relu(_bn(train, self.axis_name)(_Dense(1024)(h)), 0.2)
-    return _Dense(1)(h)[:, 0]
+    return DOutput(_Dense(1)(h)[:, 0])
 
-
-def uniform_latent(key: jax.Array, z_dim: int) -> jax.Array:
-  """One latent vector z ~ U(-1, 1)^z_dim (the recipe's noise)."""
-  return jax.random.uniform(key, (z_dim,), minval=-1.0, maxval=1.0)

@@ -1,0 +1,92 @@
+"""DCGAN family: the all-convolutional G/D at 64×64 and at 28×28, unconditional or with labels.
+
+dcgan64  G: z 1×1×100 -> deconv 1024 4×4 valid (4×4) -> 512 -> 256 -> 128 (s2, BN, ReLU)
+         -> deconv C 4×4 s2 -> tanh (64×64);  D mirrors it: conv 128 -> 256 -> 512 -> 1024
+         (4×4 s2, BN, LeakyReLU 0.2) -> conv 1 4×4 valid. BN on every layer but the outputs.
+         Real 28×28 images are resized to 64×64 (ModelParts.image_size).
+dcgan28 / cdcgan  (the conditional DCGAN seed's layout; labels only when conditional)
+         G: concat(z, onehot y) as 1×1 -> deconv 256 7×7 valid -> BN -> lReLU -> deconv 128 5×5 s2
+         -> BN -> lReLU -> deconv C 5×5 s2 -> tanh;
+         D: concat(x, y as 10 label maps) -> conv 128 5×5 s2 -> lReLU -> conv 256 5×5 s2 -> norm
+         -> lReLU -> conv 1 7×7 valid.  norm: BatchNorm, or LayerNorm / none for WGAN-GP critics
+         (a gradient penalty per example is meaningless through batch statistics).
+All kernels N(0, 0.02).
+"""
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from cgan_jax.models.common import DOutput, batch_norm, init_02, label_maps, one_hot
+
+_Conv = functools.partial(nn.Conv, kernel_init=init_02)
+_ConvT = functools.partial(nn.ConvTranspose, kernel_init=init_02)
+
+
+class Generator64(nn.Module):
+  """z -> (B, 64, 64, C) in [-1, 1]."""
+  channels: int = 1
+  axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, z_BZ: jax.Array, y_B: jax.Array, train: bool) -> jax.Array:
+    bn = functools.partial(batch_norm, train, self.axis_name)
+    h = z_BZ[:, None, None, :]
+    h = nn.relu(bn()(_ConvT(1024, (4, 4), padding='VALID')(h)))
+    for width in (512, 256, 128):
+      h = nn.relu(bn()(_ConvT(width, (4, 4), strides=(2, 2), padding='SAME')(h)))
+    return jnp.tanh(_ConvT(self.channels, (4, 4), strides=(2, 2), padding='SAME')(h))
+
+
+class Discriminator64(nn.Module):
+  """(B, 64, 64, C) -> DOutput(logits (B,))."""
+  axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, x_BHWC: jax.Array, y_B: jax.Array, train: bool) -> DOutput:
+    h = x_BHWC
+    for width in (128, 256, 512, 1024):
+      h = _Conv(width, (4, 4), strides=(2, 2), padding='SAME')(h)
+      h = nn.leaky_relu(batch_norm(train, self.axis_name)(h), 0.2)
+    return DOutput(_Conv(1, (4, 4), padding='VALID')(h).reshape(-1))
+
+
+class Generator28(nn.Module):
+  """(z, y) -> (B, 28, 28, C) in [-1, 1]; y is used only when `conditional`."""
+  num_classes: int = 10
+  conditional: bool = False
+  channels: int = 1
+  axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, z_BZ: jax.Array, y_B: jax.Array, train: bool) -> jax.Array:
+    bn = functools.partial(batch_norm, train, self.axis_name)
+    h = z_BZ
+    if self.conditional:
+      h = jnp.concatenate([h, one_hot(y_B, self.num_classes, h.dtype)], -1)
+    h = h[:, None, None, :]
+    h = nn.leaky_relu(bn()(_ConvT(256, (7, 7), padding='VALID')(h)), 0.2)
+    h = nn.leaky_relu(bn()(_ConvT(128, (5, 5), strides=(2, 2), padding='SAME')(h)), 0.2)
+    return jnp.tanh(_ConvT(self.channels, (5, 5), strides=(2, 2), padding='SAME')(h))
+
+
+class Discriminator28(nn.Module):
+  """(B, 28, 28, C), y -> DOutput(logits (B,)); norm in {'batch', 'layer', 'none'}."""
+  num_classes: int = 10
+  conditional: bool = False
+  norm: str = 'batch'
+  axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, x_BHWC: jax.Array, y_B: jax.Array, train: bool) -> DOutput:
+    h = label_maps(x_BHWC, y_B, self.num_classes) if self.conditional else x_BHWC
+    h = nn.leaky_relu(_Conv(128, (5, 5), strides=(2, 2), padding='SAME')(h), 0.2)
+    h = _Conv(256, (5, 5), strides=(2, 2), padding='SAME')(h)
+    if self.norm == 'batch':
+      h = batch_norm(train, self.axis_name)(h)
+    elif self.norm == 'layer':
+      h = nn.LayerNorm()(h)
+    h = nn.leaky_relu(h, 0.2)
+    return DOutput(_Conv(1, (7, 7), padding='VALID')(h).reshape(-1))
