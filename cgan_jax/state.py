@@ -78,7 +78,9 @@ def clip_weights(c: float) -> Callable[[PyTree], PyTree]:
     raise UserError(f'clip_critic must be >= 0, got {c}')
   if not c:
     return lambda params: params
-  return functools.partial(optax.projections.projection_box, lower=-c, upper=c)
+  # optax.projections.projection_box documents scalar bounds, but its tree.map rejects them
+  # (optax 0.2.8), so the one-line projection is written here.
+  return lambda params: jax.tree.map(lambda p: jnp.clip(p, -c, c), params)
 
 
 def build_gan(config: ml_collections.ConfigDict, num_classes: int,
