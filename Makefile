@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 WORKDIR ?= runs/cgan_fashion_mnist
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data train test test-fast clean
+.PHONY: setup data train test test-fast test-learning clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ test: setup data
 
 test-fast: setup data
 	$(PY) -m pytest -q -m "not slow"; rc=$$?; [ $$rc -ne 5 ] && exit $$rc || exit 1
+
+# The per-recipe learning sweep of the GAN family (opt-in; about an hour on 2 CPU cores).
+test-learning: setup data
+	$(PY) -m pytest -q -s -m family_learning; rc=$$?; [ $$rc -ne 5 ] && exit $$rc || exit 1
 
 clean:
 	rm -rf runs .pytest_cache $${XDG_CACHE_HOME:-$$HOME/.cache}/cgan_jax

@@ -26,8 +26,8 @@ BUDGETS = {
     'dcgan': (25, 32, False),
     'dcgan28': (100, None, False),
     'cdcgan': (100, 64, True),
-    'acgan': (150, None, True),
-    'acgan_fake_class': (150, None, True),
+    'acgan': (600, None, True),  # 150 steps: agreement still 0.10 (D's class head at 0.54)
+    'acgan_fake_class': (600, None, True),  # 150 steps: 0.12
     'wgan': (100, None, False),
     'wgan_gp': (100, None, False),
     'cwgan_gp': (150, None, True),
@@ -52,6 +52,7 @@ def _score(judge, gan, state, conditional):
 
 
 @pytest.mark.slow
+@pytest.mark.family_learning
 @pytest.mark.parametrize('recipe', sorted(BUDGETS))
 def test_recipe_learns(recipe, tmp_path, fashion_dir, judge):
   num_steps, batch, conditional = BUDGETS[recipe]
