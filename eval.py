@@ -5,11 +5,13 @@
 One row per run (its latest checkpoint, or every checkpoint with --all_checkpoints), after a
 real-data row (the test split scored the same way: the ceiling of every column). Features come
 from the committed classifier (cgan_jax/assets/); the same --seed prints the same digits.
+As one process of a multi-process job (the flags of train.py: --coordinator_address, ...),
+every process computes the same table and process 0 prints it.
 """
 
 from absl import app, flags
 
-from cgan_jax import cli
+from cgan_jax import cli, distributed
 
 _WORKDIR = flags.DEFINE_multi_string('workdir', None, 'A train.py workdir; repeat for more.',
                                      required=True)
@@ -26,17 +28,20 @@ _CACHE_DIR = flags.DEFINE_string('cache_dir', None, 'Cache of real-data features
 _ASSETS_DIR = flags.DEFINE_string('assets_dir', None, 'Classifier assets (default: the '
                                   'committed cgan_jax/assets).')
 _DATA_DIR = flags.DEFINE_string('data_dir', None, 'TFDS data_dir or a folder of IDX files.')
+distributed.define_flags()
 
 
+@distributed.exit_on_failure
 @cli.user_errors_exit
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   from cgan_jax.errors import UserError
-  from cgan_jax.evaluation import evaluator, tables  # after flag parsing: keeps --help fast
   for flag, least in ((_BATCH, 1), (_KID_SUBSETS, 1), (_KID_SUBSET_SIZE, 2)):
     if flag.value < least:
       raise UserError(f'--{flag.name} must be at least {least}, got {flag.value}')
+  distributed.initialize_from_flags()  # in a multi-process job: every process scores, 0 prints
+  from cgan_jax.evaluation import evaluator, tables  # after flag parsing: keeps --help fast
   options = evaluator.Options(num_samples=_NUM_SAMPLES.value, seed=_SEED.value,
                               batch_size=_BATCH.value, kid_subsets=_KID_SUBSETS.value,
                               kid_subset_size=_KID_SUBSET_SIZE.value, cache_dir=_CACHE_DIR.value,
@@ -45,7 +50,8 @@ def main(argv):
   caption = (f'seed {_SEED.value}. FID, KID, intra-FID: lower is better; IS, precision, recall, '
              'cond. acc: higher is better. The real row scores the test split against the train '
              'split: the best a model can do.')
-  print(tables.render(rows, _FORMAT.value, caption), end='')
+  if distributed.is_primary():
+    print(tables.render(rows, _FORMAT.value, caption), end='')
 
 
 if __name__ == '__main__':

@@ -1,24 +1,30 @@
 """Trains a GAN: python train.py --config=configs/cgan_fashion_mnist.py --workdir=runs/cgan
 
 Re-running the same command on the same workdir resumes from the latest checkpoint.
+Multi-process (multi-host) runs: the same command on every process, plus
+--coordinator_address=HOST:PORT --num_processes=N --process_id=I (or --distributed on a
+TPU pod / SLURM / Open MPI); see README "Multi-host".
 """
 
 from absl import app, flags
 from ml_collections import config_flags
 
-from cgan_jax import cli
+from cgan_jax import cli, distributed
 
 FLAGS = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and samples.',
                             required=True)
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/cgan_fashion_mnist.py',
                                           'Training recipe (a configs/*.py file).',
                                           lock_config=True)
+distributed.define_flags()
 
 
+@distributed.exit_on_failure
 @cli.user_errors_exit
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  distributed.initialize_from_flags()  # before anything touches a device; no flags: no-op
   from cgan_jax import trainer  # after flag parsing: keeps --help fast
   trainer.train_and_evaluate(_CONFIG.value, FLAGS.value)
 

@@ -6,18 +6,13 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from cgan_jax.errors import UserError
+from cgan_jax import distributed
 from cgan_jax.steps import AXIS
 
 
 def make_mesh(num_devices: int = 0) -> Mesh:
-  """A ('data',) mesh over the first `num_devices` devices (0: all of them)."""
-  devices = jax.devices()
-  if num_devices:
-    if num_devices > len(devices):
-      raise UserError(f'num_devices={num_devices}, but only {len(devices)} devices exist')
-    devices = devices[:num_devices]
-  return Mesh(np.asarray(devices), (AXIS,))
+  """A ('data',) mesh over the first `num_devices` devices of each process (0: all)."""
+  return Mesh(np.asarray(distributed.mesh_devices(num_devices)), (AXIS,))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

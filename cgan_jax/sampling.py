@@ -10,14 +10,14 @@ from cgan_jax import state as state_lib
 
 
 def load(workdir: str, step: int | None = None) -> tuple[state_lib.GAN, state_lib.GANState]:
-  """The GAN and training state of `workdir`'s checkpoint (latest by default), on one device."""
+  """The GAN and training state of `workdir`'s checkpoint (latest by default), on a local device."""
   ckpt = checkpointing.Checkpointer(workdir, read_only=True)
   meta = ckpt.restore_meta(step)
   config = ml_collections.ConfigDict(meta['config'])
   info = input_pipeline.DATASETS[input_pipeline.canonical_name(config.dataset)]
   gan = state_lib.build_gan(config, info.num_classes, axis_name=None)
   template = state_lib.abstract_state(gan, info.image_shape,
-                                      jax.sharding.SingleDeviceSharding(jax.devices()[0]))
+                                      jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))
   return gan, ckpt.restore_state(template, step)
 
 
