@@ -113,6 +113,7 @@ def _split_address(address: str) -> tuple[str, int]:
 def _check_port_free(port: int) -> None:
   """Process 0 serves the coordinator on `port` (all interfaces): refuse a taken port."""
   with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: TIME_WAIT is fine
     try:
       s.bind(('', port))
     except OSError as e:
@@ -138,7 +139,8 @@ def _wait_for_coordinator(host: str, port: int, timeout: float) -> None:
 def initialize(s: Settings) -> None:
   """Joins the run described by `s`; call before anything touches a JAX device."""
   import jax  # here, not at import: keeps --help fast
-  if jax.config.jax_cpu_collectives_implementation is None:  # older JAX: no CPU default
+  # CPU collectives between processes: gloo (JAX's default since 0.5; None before).
+  if getattr(jax.config, 'jax_cpu_collectives_implementation', 'gloo') is None:
     jax.config.update('jax_cpu_collectives_implementation', 'gloo')
   # JAX aborts the process (no Python exception) when the coordinator cannot be reached or
   # its port is taken: check both first, so the user gets one clear line instead.
@@ -154,7 +156,9 @@ def initialize(s: Settings) -> None:
                                initialization_timeout=s.init_timeout,
                                heartbeat_timeout_seconds=s.heartbeat_timeout)
   except (ValueError, RuntimeError) as e:  # e.g. nothing detected with --distributed
-    raise UserError(f'cannot start a multi-process run: {e}') from e
+    hint = (' (--distributed found no TPU pod, SLURM or Open MPI job: pass --coordinator_address, '
+            '--num_processes and --process_id)' if s.coordinator_address is None else '')
+    raise UserError(f'cannot start a multi-process run: {e}{hint}') from e
   _JOINED.update(index=jax.process_index(), count=jax.process_count())
   if jax.process_index() > 0:
     logging.set_verbosity(logging.WARNING)  # process 0 alone reports progress
