@@ -29,18 +29,19 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
 
-_CONFIG = config_flags.DEFINE_config_file('config', os.path.join(ROOT, 'configs/cgan_fashion_mnist.py'),
-                                          'Training config (a recipe file).')
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', os.path.join(ROOT, 'configs/cgan_fashion_mnist.py'), 'Training config (a recipe).')
 _STEPS = flags.DEFINE_integer('steps', 32, 'Timed steps per repeat.')
 _REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed repeats (the median is reported).')
 _PIPELINES = flags.DEFINE_list('pipelines', ['device', 'numpy'],
-                               "Input pipelines to time: 'device', 'numpy', 'tf.data'.")
+                               "Input pipelines to time: 'device' (config.steps_per_dispatch "
+                               "steps per dispatch), 'device:K' (K steps), 'numpy', 'tf.data'.")
 _TORCH = flags.DEFINE_enum('torch', 'auto', ['auto', 'off'],
                            'Time the PyTorch peer too (auto: when torch is importable and '
                            'the config is the infoGAN CGAN).')
 _ABLATE = flags.DEFINE_bool('ablate_conv_transpose', False,
                              "Also time jax/device with the generator's sub-pixel layer "
-                             'swapped back to nn.ConvTranspose (the speed-up of docs/perf_notes.md).')
+                             'swapped back to nn.ConvTranspose (docs/perf_notes.md).')
 _JSON = flags.DEFINE_string('json', None, 'Also write the results here as JSON.')
 
 
@@ -63,7 +64,7 @@ def _jax_runners(config, info, images, labels) -> tuple[dict[str, Callable], flo
   gan = state_lib.build_gan(config, info.num_classes, steps.AXIS)
   fresh = lambda: jax.device_put(state_lib.init_state(gan, jax.random.PRNGKey(config.seed),
                                                       info.image_shape), parallel.replicated(mesh))
-  step_fn = parallel.data_parallel(steps.train_step, mesh)
+  step_fn = parallel.data_parallel(steps.train_step, mesh)  # for the FLOP count
   spe = input_pipeline.steps_per_epoch(len(images), config.batch_size * gan.d_steps)
   first_batch = next(input_pipeline.batches(images, labels, global_batch=config.batch_size,
                                             seed=config.seed, epoch=0, micro_steps=gan.d_steps,
@@ -73,8 +74,8 @@ def _jax_runners(config, info, images, labels) -> tuple[dict[str, Callable], flo
   flops = float(cost.get('flops', float('nan')))
   runners = {}
 
-  def host(pipeline: str):
-    state = fresh()
+  def host(pipeline: str, train_step=steps.train_step):
+    state, step_fn = fresh(), parallel.data_parallel(train_step, mesh)
 
     def run(first: int, n: int) -> float:
       nonlocal state
@@ -89,12 +90,12 @@ def _jax_runners(config, info, images, labels) -> tuple[dict[str, Callable], flo
       return time.perf_counter() - t
     return run
 
-  def device(train_step=steps.train_step):
+  def device(steps_per_dispatch: int, train_step=steps.train_step):
     state = fresh()
     feed = device_input.DeviceFeed(train_step, images, labels, mesh,
                                    global_batch=config.batch_size, seed=config.seed,
                                    micro_steps=gan.d_steps,
-                                   steps_per_dispatch=config.steps_per_dispatch)
+                                   steps_per_dispatch=steps_per_dispatch)
 
     def run(first: int, n: int) -> float:
       nonlocal state
@@ -110,16 +111,24 @@ def _jax_runners(config, info, images, labels) -> tuple[dict[str, Callable], flo
       return time.perf_counter() - t
     return run
 
+  def make(pipeline: str, train_step=steps.train_step):
+    if not pipeline.startswith('device'):
+      return f'jax/{pipeline}', host(pipeline, train_step)
+    k = int(pipeline.partition(':')[2] or config.steps_per_dispatch)
+    return f'jax/device:{k}', device(k, train_step)
+
   for p in _PIPELINES.value:
-    runners[f'jax/{p}'] = device() if p == 'device' else host(p)
+    name, run = make(p)
+    runners[name] = run
   if _ABLATE.value:
     from cgan_jax.models import infogan
-    xla = device(lambda state, batch: steps.train_step(state, batch))  # its own jit cache entry
+    # A fresh function: its own jit cache entry, traced with nn.ConvTranspose.
+    name, xla = make(_PIPELINES.value[0], lambda state, batch: steps.train_step(state, batch))
 
     def run_xla(first: int, n: int) -> float:
       with unittest.mock.patch.object(infogan, '_SubPixelConvT', infogan._ConvT):
         return xla(first, n)  # traced (once) with nn.ConvTranspose in the generator
-    runners['jax/device, nn.ConvTranspose'] = run_xla
+    runners[f'{name}, nn.ConvTranspose'] = run_xla
   return runners, flops
 
 
@@ -145,7 +154,7 @@ def main(argv):
   del argv
   config = _CONFIG.value
   if 'steps_per_dispatch' not in config:
-    config.steps_per_dispatch = 32
+    config.steps_per_dispatch = 1
   import jax
   import numpy as np
   info, images, labels = _load(config)
@@ -211,7 +220,7 @@ def _print(r: dict) -> None:
   for row in r['results']:
     gf = f"{row['gflop_per_s']:.1f}" if row['gflop_per_s'] else '-'
     vs = f"{row['vs_torch']:.2f}x" if row['vs_torch'] else '-'
-    print(f"| {row['name']} | {row['s_per_step']:.3f} | {row['img_per_s']:.1f} | "
+    print(f"| {row['name']} | {row['s_per_step']:.4g} | {row['img_per_s']:.1f} | "
           f"{row['s_per_epoch']:.0f} | {gf} | {vs} |")
 
 

@@ -3,8 +3,9 @@
 For datasets that fit in device memory (Fashion-MNIST/MNIST: 47 MB of uint8), the whole
 split is put on every device once. Each epoch, the same permutation as the host pipelines
 (`input_pipeline.epoch_permutation`) goes to the devices as an index array, and one
-dispatch runs up to `steps_per_dispatch` train steps in a device loop, each gathering its
-batch on device. Device i gathers exactly the rows the host pipeline would have sent it,
+dispatch runs up to `config.steps_per_dispatch` train steps in a device loop, each
+gathering its batch on device. On XLA:CPU a step inside a loop runs several times slower
+(docs/perf_notes.md), so there the default is one step per dispatch, without a loop. Device i gathers exactly the rows the host pipeline would have sent it,
 so the model trained is the same (tests/test_speed_paths.py). Needs no TensorFlow.
 """
 
@@ -42,8 +43,15 @@ def multi_step(step_fn: StepFn, mesh: Mesh, max_steps: int) -> Callable:
   (state, images, labels, order, start, num_steps) -> (state, metrics), where step i
   trains on rows order[start + i] and each metric is a (max_steps,) array whose first
   num_steps entries are the per-step values. A traced trip count means one compilation
-  for every chunk length.
+  for every chunk length. max_steps = 1 compiles the bare step (no loop), which is the
+  faster choice on CPU (docs/perf_notes.md).
   """
+
+  def one(state, images_NHWC, labels_N, order_TSB, start, num_steps):
+    del num_steps  # always 1
+    rows_SB = lax.dynamic_index_in_dim(order_TSB, start, keepdims=False)
+    state, metrics = step_fn(state, _batch(images_NHWC, labels_N, rows_SB))
+    return state, jax.tree.map(lambda m: m[None], metrics)
 
   def run(state, images_NHWC, labels_N, order_TSB, start, num_steps):
     _, metric_shapes = jax.eval_shape(step_fn, state,
@@ -60,7 +68,7 @@ def multi_step(step_fn: StepFn, mesh: Mesh, max_steps: int) -> Callable:
 
     return lax.fori_loop(0, num_steps, body, (state, buffers))
 
-  sharded = jax.shard_map(run, mesh=mesh,
+  sharded = jax.shard_map(one if max_steps == 1 else run, mesh=mesh,
                           in_specs=(P(), P(), P(), P(None, None, AXIS), P(), P()),
                           out_specs=(P(), P()))
   return jax.jit(sharded, donate_argnums=(0,))

@@ -35,7 +35,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.data_dir = ''                   # TFDS data_dir or a folder with the four IDX files
   c.allow_download = True           # TFDS download if no local copy (connected machines)
   c.pipeline = 'tf.data'            # 'tf.data' | 'numpy' | 'device' (split on device; no TF)
-  c.steps_per_dispatch = 32         # 'device' pipeline: train steps fused per dispatch
+  c.steps_per_dispatch = 1          # 'device' pipeline: steps per dispatch (>1: a device loop)
   c.num_devices = 0                 # 0: all local devices
   c.log_every_steps = 100
   c.checkpoint_every_steps = 0      # 0: checkpoint at the end of each epoch only
