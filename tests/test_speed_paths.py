@@ -85,7 +85,10 @@ def _device_path(config, mesh, feed, epoch, chunks):
   return jax.device_get(state), metrics
 
 
-@pytest.mark.parametrize('num_devices,chunks', [(1, (3, 2)), (4, (3, 2)), (4, (1,) * 5)])
+@pytest.mark.parametrize('num_devices,chunks', [
+    (1, (3, 2)),
+    pytest.param(4, (3, 2), marks=pytest.mark.slow),      # ~20 s each on a quiet machine
+    pytest.param(4, (1,) * 5, marks=pytest.mark.slow)])
 def test_device_input_trains_the_same_model(num_devices, chunks, fashion_dir):
   """Device-resident split (fused steps, or one per dispatch) == host numpy pipeline."""
   config = _sgd_config()
@@ -123,6 +126,7 @@ def test_epoch_order_is_the_host_pipelines(micro_steps):
   np.testing.assert_array_equal(order, np.stack(host))
 
 
+@pytest.mark.slow
 def test_device_pipeline_trains_without_tensorflow_and_checkpoints_on_time(tmp_path, fashion_dir):
   """'device' pipeline in the trainer, TF blocked: chunks stop at checkpoint and epoch steps."""
   script = f'''
