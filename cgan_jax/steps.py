@@ -148,7 +148,7 @@ def train_step(state: GANState, batch: Batch) -> tuple[GANState, Metrics]:
                             jax.random.fold_in(d_key, i))
     return state, (metrics, z_BZ)
 
-  # A Python loop, not lax.scan: XLA:CPU runs the D update ~8x slower inside a while loop
+  # A Python loop, not lax.scan: XLA:CPU ran the D update 6-8x slower inside a while loop
   # (docs/perf_notes.md). d_steps is static and small, so this only unrolls the trace.
   d_metrics = []
   for i in range(gan.d_steps):

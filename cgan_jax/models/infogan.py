@@ -21,7 +21,7 @@ _init = nn.initializers.normal(0.02)
 _Dense = functools.partial(nn.Dense, kernel_init=_init)
 _Conv = functools.partial(nn.Conv, kernel_init=_init, padding='SAME')
 _ConvT = functools.partial(nn.ConvTranspose, kernel_init=_init, padding='SAME')
-# Same parameters and function; ~5x faster backward pass on CPU for the 7x7 -> 14x14 layer,
+# Same parameters and function; 3-5x faster fwd+bwd on CPU for the 7x7 -> 14x14 layer,
 # but slower for the 1-channel output layer, which keeps nn.ConvTranspose (docs/perf_notes.md).
 _SubPixelConvT = functools.partial(layers.SubPixelConvTranspose, kernel_init=_init,
                                    padding='SAME')
