@@ -11,7 +11,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from cgan_jax import checkpointing, input_pipeline, parallel, steps, visualize
+from cgan_jax import checkpointing, device_input, input_pipeline, parallel, steps, visualize
 from cgan_jax import state as state_lib
 from cgan_jax.errors import UserError
 from configs.default import RUNTIME_FIELDS
@@ -97,6 +97,48 @@ def _periodic_fid(config: ml_collections.ConfigDict, dataset: str, workdir: str)
   return fid, checkpointing.Checkpointer(workdir, 1, subdir='best_fid', best_metric='fid')
 
 
+class _HostFeed:
+  """One step per dispatch, on batches from the host pipeline ('tf.data' or 'numpy')."""
+
+  def __init__(self, config: ml_collections.ConfigDict, images: np.ndarray,
+               labels: np.ndarray, mesh: jax.sharding.Mesh, micro_steps: int):
+    self._config, self._images, self._labels, self._mesh = config, images, labels, mesh
+    self._micro_steps = micro_steps
+    self._step = parallel.data_parallel(steps.train_step, mesh)
+    self._batches = iter(())
+
+  def start_epoch(self, epoch: int, start_step: int) -> None:
+    self._batches = input_pipeline.batches(
+        self._images, self._labels, global_batch=self._config.batch_size,
+        seed=self._config.seed, epoch=epoch, start_step=start_step,
+        process_index=jax.process_index(), process_count=jax.process_count(),
+        micro_steps=self._micro_steps, pipeline=self._config.pipeline)
+
+  def chunk(self, limit: int) -> int:
+    """Steps the next `run` trains, given the steps left before the next event."""
+    return 1
+
+  def run(self, state: state_lib.GANState, num_steps: int):
+    return self._step(state, parallel.global_batch(next(self._batches), self._mesh))
+
+
+def _make_feed(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.ndarray,
+               mesh: jax.sharding.Mesh, micro_steps: int):
+  """The host pipeline's feed, or the device-resident one (several steps per dispatch)."""
+  if config.pipeline != 'device':
+    return _HostFeed(config, images, labels, mesh, micro_steps)
+  return device_input.DeviceFeed(steps.train_step, images, labels, mesh,
+                                 global_batch=config.batch_size, micro_steps=micro_steps,
+                                 seed=config.seed, steps_per_dispatch=config.steps_per_dispatch)
+
+
+def _steps_to_next_event(step: int, epoch_end: int, config: ml_collections.ConfigDict) -> int:
+  """Steps until the epoch ends or the next log, checkpoint or FID step: a chunk's limit."""
+  every = [n for n in (config.log_every_steps, config.checkpoint_every_steps,
+                       config.eval_every_steps) if n]
+  return min([epoch_end - step] + [n - step % n for n in every])
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state_lib.GANState:
   """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the final state."""
   info = input_pipeline.DATASETS[input_pipeline.canonical_name(config.dataset)]
@@ -133,7 +175,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, gan: state_lib.GAN,
     logging.info('Resumed from %s', ckpt.path(resumed_from))
   meta = {'config': config.to_dict(), 'steps_per_epoch': steps_per_epoch}
 
-  train_step = parallel.data_parallel(steps.train_step, mesh)
+  feed = _make_feed(config, images, labels, mesh, gan.d_steps)
   sample = jax.jit(functools.partial(state_lib.generate, gan))
   z_fixed, y_fixed = sample_inputs(gan, config.seed)
   writer = _make_writer(workdir)
@@ -144,7 +186,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, gan: state_lib.GAN,
 
   step = int(jax.device_get(state.step))
   last_good = resumed_from
-  pending: list[dict[str, jax.Array]] = []
+  pending: list[tuple[int, dict[str, jax.Array]]] = []  # (steps, metrics of those steps)
   t_last, step_last = time.perf_counter(), step
 
   def flush_metrics() -> None:
@@ -152,7 +194,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, gan: state_lib.GAN,
     nonlocal pending, t_last, step_last
     if not pending:
       return
-    history = jax.device_get(pending)
+    history = [{name: v[i] if np.ndim(v) else v for name, v in m.items()}
+               for k, m in jax.device_get(pending) for i in range(k)]  # one row per step
     first = step - len(history)
     for i, m in enumerate(history):
       bad = [k for k, v in m.items() if not np.isfinite(v)]
@@ -189,14 +232,12 @@ def _train(config: ml_collections.ConfigDict, workdir: str, gan: state_lib.GAN,
 
   try:
     for epoch in range(step // steps_per_epoch, config.num_epochs):
-      for local_batch in input_pipeline.batches(
-          images, labels, global_batch=config.batch_size, seed=config.seed, epoch=epoch,
-          start_step=step % steps_per_epoch, process_index=jax.process_index(),
-          process_count=jax.process_count(), micro_steps=gan.d_steps,
-          pipeline=config.pipeline):
-        state, metrics = train_step(state, parallel.global_batch(local_batch, mesh))
-        pending.append(metrics)
-        step += 1
+      feed.start_epoch(epoch, step % steps_per_epoch)
+      while step < (epoch + 1) * steps_per_epoch:
+        k = feed.chunk(_steps_to_next_event(step, (epoch + 1) * steps_per_epoch, config))
+        state, metrics = feed.run(state, k)
+        pending.append((k, metrics))
+        step += k
         if step % config.log_every_steps == 0:
           flush_metrics()
         if config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:

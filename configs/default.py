@@ -34,7 +34,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.num_epochs = 40
   c.data_dir = ''                   # TFDS data_dir or a folder with the four IDX files
   c.allow_download = True           # TFDS download if no local copy (connected machines)
-  c.pipeline = 'tf.data'            # 'tf.data' | 'numpy' (no TensorFlow needed)
+  c.pipeline = 'tf.data'            # 'tf.data' | 'numpy' | 'device' (split on device; no TF)
+  c.steps_per_dispatch = 1          # 'device' pipeline: steps per dispatch (>1: a device loop)
   c.num_devices = 0                 # 0: all local devices
   c.log_every_steps = 100
   c.checkpoint_every_steps = 0      # 0: checkpoint at the end of each epoch only
@@ -46,6 +47,6 @@ def get_config() -> ml_collections.ConfigDict:
 
 
 # Fields that may differ between a checkpoint and the config resuming it.
-RUNTIME_FIELDS = ('num_epochs', 'data_dir', 'allow_download', 'pipeline', 'num_devices',
-                  'log_every_steps', 'checkpoint_every_steps', 'keep_checkpoints',
+RUNTIME_FIELDS = ('num_epochs', 'data_dir', 'allow_download', 'pipeline', 'steps_per_dispatch',
+                  'num_devices', 'log_every_steps', 'checkpoint_every_steps', 'keep_checkpoints',
                   'sample_every_epochs', 'eval_every_steps', 'eval_num_samples')

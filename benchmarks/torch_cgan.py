@@ -1,0 +1,133 @@
+"""The seed-000 CGAN written the way a PyTorch user writes it: the side-by-side peer.
+
+Same layers as cgan_jax/models/infogan.py (G: FC 1024-BN-ReLU, FC 7*7*128-BN-ReLU,
+deconv 64 4x4/2-BN-ReLU, deconv 1 4x4/2-sigmoid; D: conv 64 4x4/2-lReLU, conv 128
+4x4/2-BN-lReLU, FC 1024-BN-lReLU, FC 1), N(0, 0.02) init, BatchNorm momentum 0.1
+(= decay 0.9), eps 1e-5, non-saturating loss on logits, Adam(b1=0.5) with D lr 2e-4 and
+G lr 1e-3, batch 64, one D then one G update per batch on the same z. Eager mode, the
+dataset held in memory as a tensor, all cores (torch.set_num_threads): no handicaps.
+
+  python benchmarks/torch_cgan.py --steps=20          # standalone: prints s/step, img/s
+
+benchmarks/train_benchmark.py imports it to time both frameworks in one process.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+NUM_CLASSES, Z_DIM = 10, 62
+
+
+def _init(module: nn.Module) -> None:
+  if isinstance(module, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+    nn.init.normal_(module.weight, 0.0, 0.02)
+    nn.init.zeros_(module.bias)
+
+
+class Generator(nn.Module):
+
+  def __init__(self):
+    super().__init__()
+    self.fc = nn.Sequential(
+        nn.Linear(Z_DIM + NUM_CLASSES, 1024), nn.BatchNorm1d(1024), nn.ReLU(),
+        nn.Linear(1024, 128 * 7 * 7), nn.BatchNorm1d(128 * 7 * 7), nn.ReLU())
+    self.deconv = nn.Sequential(
+        nn.ConvTranspose2d(128, 64, 4, 2, 1), nn.BatchNorm2d(64), nn.ReLU(),
+        nn.ConvTranspose2d(64, 1, 4, 2, 1), nn.Sigmoid())
+    self.apply(_init)
+
+  def forward(self, z, y_onehot):
+    h = self.fc(torch.cat([z, y_onehot], 1))
+    return self.deconv(h.view(-1, 128, 7, 7))
+
+
+class Discriminator(nn.Module):
+
+  def __init__(self):
+    super().__init__()
+    self.conv = nn.Sequential(
+        nn.Conv2d(1 + NUM_CLASSES, 64, 4, 2, 1), nn.LeakyReLU(0.2),
+        nn.Conv2d(64, 128, 4, 2, 1), nn.BatchNorm2d(128), nn.LeakyReLU(0.2))
+    self.fc = nn.Sequential(
+        nn.Linear(128 * 7 * 7, 1024), nn.BatchNorm1d(1024), nn.LeakyReLU(0.2),
+        nn.Linear(1024, 1))
+    self.apply(_init)
+
+  def forward(self, x, y_fill):
+    h = self.conv(torch.cat([x, y_fill], 1))
+    return self.fc(h.flatten(1))[:, 0]
+
+
+class Trainer:
+  """Models, optimizers and the in-memory dataset; `step(i)` trains on batch i of an epoch."""
+
+  def __init__(self, images_NHW: np.ndarray, labels_N: np.ndarray, batch_size: int = 64,
+               seed: int = 0, threads: int = 0):
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads or os.cpu_count())
+    self.G, self.D = Generator(), Discriminator()
+    self.G_opt = torch.optim.Adam(self.G.parameters(), lr=1e-3, betas=(0.5, 0.999))
+    self.D_opt = torch.optim.Adam(self.D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    self.images = torch.from_numpy(np.asarray(images_NHW, np.float32)
+                                   .reshape(len(images_NHW), 1, 28, 28) / 255.0)
+    self.labels = torch.from_numpy(np.asarray(labels_N, np.int64))
+    self.batch_size = batch_size
+    self.order = torch.randperm(len(self.labels))
+
+  def step(self, i: int) -> dict[str, float]:
+    rows = self.order[(i * self.batch_size) % (len(self.order) - self.batch_size + 1):][
+        :self.batch_size]
+    x, y = self.images[rows], self.labels[rows]
+    b = len(y)
+    y_onehot = F.one_hot(y, NUM_CLASSES).float()
+    y_fill = y_onehot[:, :, None, None].expand(b, NUM_CLASSES, 28, 28)
+    z = torch.rand(b, Z_DIM) * 2 - 1
+    ones, zeros = torch.ones(b), torch.zeros(b)
+
+    self.D_opt.zero_grad(set_to_none=True)
+    fake = self.G(z, y_onehot).detach()
+    d_loss = (F.binary_cross_entropy_with_logits(self.D(x, y_fill), ones)
+              + F.binary_cross_entropy_with_logits(self.D(fake, y_fill), zeros))
+    d_loss.backward()
+    self.D_opt.step()
+
+    self.G_opt.zero_grad(set_to_none=True)
+    g_loss = F.binary_cross_entropy_with_logits(self.D(self.G(z, y_onehot), y_fill), ones)
+    g_loss.backward()
+    self.G_opt.step()
+    return {'d_loss': d_loss.item(), 'g_loss': g_loss.item()}
+
+  def time_steps(self, first: int, n: int) -> float:
+    """Seconds for steps first..first+n-1 (losses read every step, as a training loop does)."""
+    start = time.perf_counter()
+    for i in range(first, first + n):
+      self.step(i)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--steps', type=int, default=20)
+  parser.add_argument('--repeats', type=int, default=3)
+  args = parser.parse_args()
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  from cgan_jax import input_pipeline  # the same IDX reader as the JAX side
+  images, labels = input_pipeline.load_split('fashion_mnist', 'train')
+  trainer = Trainer(images[..., 0], labels)
+  trainer.time_steps(0, 3)  # warm-up
+  times = [trainer.time_steps(3 + r * args.steps, args.steps) / args.steps
+           for r in range(args.repeats)]
+  s = float(np.median(times))
+  print(f'torch {torch.__version__}, {torch.get_num_threads()} threads: {s:.3f} s/step, '
+        f'{64 / s:.1f} img/s')
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,228 @@
+"""Training throughput of a config: images/s, s/epoch, memory, GFLOP/s; PyTorch side by side.
+
+  python benchmarks/train_benchmark.py --config=configs/cgan_fashion_mnist.py \
+      [--steps=32] [--repeats=3] [--pipelines=device,numpy] [--json=/tmp/bench.json]
+
+Each input pipeline is timed as the trainer runs it: 'device' (the split on device, up to
+config.steps_per_dispatch steps per dispatch), 'numpy' or 'tf.data' (a host batch per
+step). After a warm-up (compilation), `--steps` steps are timed `--repeats` times; the
+median is reported. When `torch` is importable, the PyTorch peer (benchmarks/torch_cgan.py)
+runs in the same process, its repeats interleaved with JAX's so both see the same load,
+and the JAX/PyTorch ratio is printed. FLOPs per step come from XLA's cost analysis of the
+compiled single step. Real Fashion-MNIST (or the config's dataset) is the input.
+"""
+
+import functools
+import json
+import os
+import platform
+import resource
+import sys
+import time
+import unittest.mock
+from typing import Callable
+
+from absl import app, flags
+from ml_collections import config_flags
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', os.path.join(ROOT, 'configs/cgan_fashion_mnist.py'), 'Training config (a recipe).')
+_STEPS = flags.DEFINE_integer('steps', 32, 'Timed steps per repeat.')
+_REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed repeats (the median is reported).')
+_PIPELINES = flags.DEFINE_list('pipelines', ['device', 'numpy'],
+                               "Input pipelines to time: 'device' (config.steps_per_dispatch "
+                               "steps per dispatch), 'device:K' (K steps), 'numpy', 'tf.data'.")
+_TORCH = flags.DEFINE_enum('torch', 'auto', ['auto', 'off'],
+                           'Time the PyTorch peer too (auto: when torch is importable and '
+                           'the config is the infoGAN CGAN).')
+_ABLATE = flags.DEFINE_bool('ablate_conv_transpose', False,
+                             "Also time jax/device with the generator's sub-pixel layer "
+                             'swapped back to nn.ConvTranspose (docs/perf_notes.md).')
+_JSON = flags.DEFINE_string('json', None, 'Also write the results here as JSON.')
+
+
+def _load(config):
+  from cgan_jax import input_pipeline
+  info = input_pipeline.DATASETS[input_pipeline.canonical_name(config.dataset)]
+  images, labels = input_pipeline.load_split(info.name, 'train', config.data_dir or None,
+                                             allow_download=config.allow_download)
+  return info, images, labels
+
+
+def _jax_runners(config, info, images, labels) -> tuple[dict[str, Callable], float]:
+  """{name: run(first_step, n) -> seconds}, and XLA's FLOP count of one step."""
+  import jax
+  import numpy as np
+  from cgan_jax import device_input, input_pipeline, parallel, steps
+  from cgan_jax import state as state_lib
+
+  mesh = parallel.make_mesh(config.num_devices)
+  gan = state_lib.build_gan(config, info.num_classes, steps.AXIS)
+  fresh = lambda: jax.device_put(state_lib.init_state(gan, jax.random.PRNGKey(config.seed),
+                                                      info.image_shape), parallel.replicated(mesh))
+  step_fn = parallel.data_parallel(steps.train_step, mesh)  # for the FLOP count
+  spe = input_pipeline.steps_per_epoch(len(images), config.batch_size * gan.d_steps)
+  first_batch = next(input_pipeline.batches(images, labels, global_batch=config.batch_size,
+                                            seed=config.seed, epoch=0, micro_steps=gan.d_steps,
+                                            pipeline='numpy'))
+  cost = step_fn.lower(fresh(), parallel.global_batch(first_batch, mesh)).compile().cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  flops = float(cost.get('flops', float('nan')))
+  runners = {}
+
+  def host(pipeline: str, train_step=steps.train_step):
+    state, step_fn = fresh(), parallel.data_parallel(train_step, mesh)
+
+    def run(first: int, n: int) -> float:
+      nonlocal state
+      epoch, start = divmod(first, spe)
+      it = input_pipeline.batches(images, labels, global_batch=config.batch_size,
+                                  seed=config.seed, epoch=epoch, start_step=start,
+                                  micro_steps=gan.d_steps, pipeline=pipeline)
+      t = time.perf_counter()
+      for _, batch in zip(range(n), it):
+        state, metrics = step_fn(state, parallel.global_batch(batch, mesh))
+      jax.block_until_ready((state, metrics))
+      return time.perf_counter() - t
+    return run
+
+  def device(steps_per_dispatch: int, train_step=steps.train_step):
+    state = fresh()
+    feed = device_input.DeviceFeed(train_step, images, labels, mesh,
+                                   global_batch=config.batch_size, seed=config.seed,
+                                   micro_steps=gan.d_steps,
+                                   steps_per_dispatch=steps_per_dispatch)
+
+    def run(first: int, n: int) -> float:
+      nonlocal state
+      epoch, start = divmod(first, spe)
+      feed.start_epoch(epoch, start)
+      t = time.perf_counter()
+      done = 0
+      while done < n:
+        k = min(feed.max_steps, n - done)
+        state, metrics = feed.run(state, k)
+        done += k
+      jax.block_until_ready((state, metrics))
+      return time.perf_counter() - t
+    return run
+
+  def make(pipeline: str, train_step=steps.train_step):
+    if not pipeline.startswith('device'):
+      return f'jax/{pipeline}', host(pipeline, train_step)
+    k = int(pipeline.partition(':')[2] or config.steps_per_dispatch)
+    return f'jax/device:{k}', device(k, train_step)
+
+  for p in _PIPELINES.value:
+    name, run = make(p)
+    runners[name] = run
+  if _ABLATE.value:
+    from cgan_jax.models import infogan
+    # A fresh function: its own jit cache entry, traced with nn.ConvTranspose.
+    name, xla = make(_PIPELINES.value[0], lambda state, batch: steps.train_step(state, batch))
+
+    def run_xla(first: int, n: int) -> float:
+      with unittest.mock.patch.object(infogan, '_SubPixelConvT', infogan._ConvT):
+        return xla(first, n)  # traced (once) with nn.ConvTranspose in the generator
+    runners[f'{name}, nn.ConvTranspose'] = run_xla
+  return runners, flops
+
+
+def _torch_runner(config, images, labels) -> Callable | None:
+  if (_TORCH.value == 'off' or config.model != 'infogan_cgan' or config.batch_size != 64
+      or config.get('n_critic', 1) != 1 or config.get('g_steps', 1) != 1):  # the peer's recipe
+    return None
+  try:
+    import torch_cgan
+  except ImportError:
+    return None
+  trainer = torch_cgan.Trainer(images[..., 0], labels, config.batch_size, config.seed)
+  return trainer.time_steps
+
+
+def _device_memory() -> int | None:
+  import jax
+  stats = jax.devices()[0].memory_stats() or {}
+  return stats.get('peak_bytes_in_use')
+
+
+def main(argv):
+  del argv
+  config = _CONFIG.value
+  if 'steps_per_dispatch' not in config:
+    config.steps_per_dispatch = 1
+  import jax
+  import numpy as np
+  info, images, labels = _load(config)
+  runners, flops = _jax_runners(config, info, images, labels)
+  torch_run = _torch_runner(config, images, labels)
+  if torch_run:
+    runners['torch/eager'] = torch_run
+  n, b = _STEPS.value, config.batch_size * config.get('n_critic', 1)  # images per step
+  for name, run in runners.items():  # warm-up: compilation (one for every chunk length), caches
+    print(f'warm-up {name}: {run(0, 2):.1f} s', flush=True)
+  times = {name: [] for name in runners}
+  loads = []
+  for r in range(_REPEATS.value):
+    loads.append(os.getloadavg()[0])
+    for name, run in runners.items():  # interleaved: every framework sees the same load
+      times[name].append(run(n * (r + 1), n) / n)
+      print(f'repeat {r}: {name} {times[name][-1]:.3f} s/step (load {os.getloadavg()[0]:.1f})',
+            flush=True)
+  loads.append(os.getloadavg()[0])
+  spe = len(images) // b
+  rows = []
+  for name, ts in times.items():
+    s = float(np.median(ts))
+    rows.append(dict(name=name, s_per_step=s, img_per_s=b / s, s_per_epoch=s * spe,
+                     gflop_per_s=(flops / s / 1e9 if name.startswith('jax') else None),
+                     repeats=[round(t, 4) for t in ts]))
+  ref = times.get('torch/eager')
+  for row in rows:
+    row['vs_torch'] = (float(np.median(ref)) / row['s_per_step']) if ref else None
+  result = dict(
+      config={k: config[k] for k in ('model', 'dataset', 'batch_size', 'steps_per_dispatch',
+                                     'num_devices')},
+      machine=dict(cpu=platform.processor() or platform.machine(), cores=os.cpu_count(),
+                   device=jax.devices()[0].device_kind, num_devices=jax.device_count(),
+                   jax=jax.__version__, torch=_torch_version()),
+      load_avg_1min=dict(start=loads[0], end=loads[-1], max=max(loads)),
+      steps_timed=n, repeats=_REPEATS.value, steps_per_epoch=spe,
+      xla_gflop_per_step=flops / 1e9, xla_gflop_per_image=flops / b / 1e9,
+      peak_host_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+      peak_device_bytes=_device_memory(), results=rows)
+  _print(result)
+  if _JSON.value:
+    with open(_JSON.value, 'w') as f:
+      json.dump(result, f, indent=1)
+
+
+def _torch_version() -> str | None:
+  mod = sys.modules.get('torch')
+  return mod.__version__ if mod else None
+
+
+def _print(r: dict) -> None:
+  m = r['machine']
+  print(f"\n{m['device']} x{m['num_devices']}, {m['cores']} cores; jax {m['jax']}, "
+        f"torch {m['torch']}; {r['config']['model']} batch {r['config']['batch_size']}; "
+        f"XLA: {r['xla_gflop_per_step']:.2f} GFLOP/step ({r['xla_gflop_per_image']:.3f}/image); "
+        f"load avg {r['load_avg_1min']['start']:.2f}..{r['load_avg_1min']['end']:.2f}")
+  print(f"{r['steps_timed']} steps x {r['repeats']} repeats (median); peak host RSS "
+        f"{r['peak_host_rss_mib']:.0f} MiB; peak device memory "
+        f"{r['peak_device_bytes'] if r['peak_device_bytes'] is not None else 'n/a (not reported)'}")
+  print('| run | s/step | images/s | s/epoch | GFLOP/s | vs PyTorch |')
+  print('|---|---|---|---|---|---|')
+  for row in r['results']:
+    gf = f"{row['gflop_per_s']:.1f}" if row['gflop_per_s'] else '-'
+    vs = f"{row['vs_torch']:.2f}x" if row['vs_torch'] else '-'
+    print(f"| {row['name']} | {row['s_per_step']:.4g} | {row['img_per_s']:.1f} | "
+          f"{row['s_per_epoch']:.0f} | {gf} | {vs} |")
+
+
+if __name__ == '__main__':
+  app.run(main)
