@@ -10,6 +10,8 @@ dataset held in memory as a tensor, all cores (torch.set_num_threads): no handic
   python benchmarks/torch_cgan.py --steps=20          # standalone: prints s/step, img/s
 
 benchmarks/train_benchmark.py imports it to time both frameworks in one process.
+`--model=mlp_cgan_concat` is the peer of configs/cgan_mlp_concat.py instead (G(z ‖ y) and
+D(x ‖ y) with one hidden layer of 128, Xavier init, z ~ U(-1, 1)^100, Adam 1e-3).
 """
 
 import argparse
@@ -65,16 +67,57 @@ class Discriminator(nn.Module):
     return self.fc(h.flatten(1))[:, 0]
 
 
+def _xavier(module: nn.Module) -> None:
+  if isinstance(module, nn.Linear):
+    nn.init.xavier_normal_(module.weight)
+    nn.init.zeros_(module.bias)
+
+
+class MlpGenerator(nn.Module):
+  """G(z ‖ onehot y): one hidden layer of 128, sigmoid images."""
+
+  def __init__(self, z_dim: int = 100):
+    super().__init__()
+    self.net = nn.Sequential(nn.Linear(z_dim + NUM_CLASSES, 128), nn.ReLU(),
+                             nn.Linear(128, 784), nn.Sigmoid())
+    self.apply(_xavier)
+
+  def forward(self, z, y_onehot):
+    return self.net(torch.cat([z, y_onehot], 1)).view(-1, 1, 28, 28)
+
+
+class MlpDiscriminator(nn.Module):
+  """D(x ‖ onehot y): one hidden layer of 128."""
+
+  def __init__(self):
+    super().__init__()
+    self.net = nn.Sequential(nn.Linear(784 + NUM_CLASSES, 128), nn.ReLU(), nn.Linear(128, 1))
+    self.apply(_xavier)
+
+  def forward(self, x, y_onehot):
+    return self.net(torch.cat([x.flatten(1), y_onehot], 1))[:, 0]
+
+
+# model name -> (G, D, z_dim, (G lr, betas), (D lr, betas), D takes label maps)
+PEERS = {
+    'infogan_cgan': (Generator, Discriminator, Z_DIM, (1e-3, (0.5, 0.999)),
+                     (2e-4, (0.5, 0.999)), True),
+    'mlp_cgan_concat': (MlpGenerator, MlpDiscriminator, 100, (1e-3, (0.9, 0.999)),
+                        (1e-3, (0.9, 0.999)), False),
+}
+
+
 class Trainer:
   """Models, optimizers and the in-memory dataset; `step(i)` trains on batch i of an epoch."""
 
   def __init__(self, images_NHW: np.ndarray, labels_N: np.ndarray, batch_size: int = 64,
-               seed: int = 0, threads: int = 0):
+               seed: int = 0, threads: int = 0, model: str = 'infogan_cgan'):
     torch.manual_seed(seed)
     torch.set_num_threads(threads or os.cpu_count())
-    self.G, self.D = Generator(), Discriminator()
-    self.G_opt = torch.optim.Adam(self.G.parameters(), lr=1e-3, betas=(0.5, 0.999))
-    self.D_opt = torch.optim.Adam(self.D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    g_cls, d_cls, self.z_dim, (g_lr, g_betas), (d_lr, d_betas), self.label_maps = PEERS[model]
+    self.G, self.D = (g_cls(self.z_dim) if g_cls is MlpGenerator else g_cls()), d_cls()
+    self.G_opt = torch.optim.Adam(self.G.parameters(), lr=g_lr, betas=g_betas)
+    self.D_opt = torch.optim.Adam(self.D.parameters(), lr=d_lr, betas=d_betas)
     self.images = torch.from_numpy(np.asarray(images_NHW, np.float32)
                                    .reshape(len(images_NHW), 1, 28, 28) / 255.0)
     self.labels = torch.from_numpy(np.asarray(labels_N, np.int64))
@@ -87,8 +130,9 @@ class Trainer:
     x, y = self.images[rows], self.labels[rows]
     b = len(y)
     y_onehot = F.one_hot(y, NUM_CLASSES).float()
-    y_fill = y_onehot[:, :, None, None].expand(b, NUM_CLASSES, 28, 28)
-    z = torch.rand(b, Z_DIM) * 2 - 1
+    y_fill = (y_onehot[:, :, None, None].expand(b, NUM_CLASSES, 28, 28) if self.label_maps
+              else y_onehot)
+    z = torch.rand(b, self.z_dim) * 2 - 1
     ones, zeros = torch.ones(b), torch.zeros(b)
 
     self.D_opt.zero_grad(set_to_none=True)
@@ -116,11 +160,12 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--steps', type=int, default=20)
   parser.add_argument('--repeats', type=int, default=3)
+  parser.add_argument('--model', choices=sorted(PEERS), default='infogan_cgan')
   args = parser.parse_args()
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   from cgan_jax import input_pipeline  # the same IDX reader as the JAX side
   images, labels = input_pipeline.load_split('fashion_mnist', 'train')
-  trainer = Trainer(images[..., 0], labels)
+  trainer = Trainer(images[..., 0], labels, model=args.model)
   trainer.time_steps(0, 3)  # warm-up
   times = [trainer.time_steps(3 + r * args.steps, args.steps) / args.steps
            for r in range(args.repeats)]

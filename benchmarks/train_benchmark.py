@@ -133,14 +133,15 @@ def _jax_runners(config, info, images, labels) -> tuple[dict[str, Callable], flo
 
 
 def _torch_runner(config, images, labels) -> Callable | None:
-  if (_TORCH.value == 'off' or config.model != 'infogan_cgan' or config.batch_size != 64
-      or config.get('n_critic', 1) != 1 or config.get('g_steps', 1) != 1):  # the peer's recipe
+  if (_TORCH.value == 'off' or config.model not in ('infogan_cgan', 'mlp_cgan_concat')
+      or config.get('n_critic', 1) != 1 or config.get('g_steps', 1) != 1):  # the peers' recipes
     return None
   try:
     import torch_cgan
   except ImportError:
     return None
-  trainer = torch_cgan.Trainer(images[..., 0], labels, config.batch_size, config.seed)
+  trainer = torch_cgan.Trainer(images[..., 0], labels, config.batch_size, config.seed,
+                               model=config.model)
   return trainer.time_steps
 
 
