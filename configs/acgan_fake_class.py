@@ -7,15 +7,10 @@ class 10 ("fake") for D and their requested class for G. Otherwise as acgan.py.
 Expected: as acgan.py.
 """
 
-from configs import default
+from configs import acgan
 
 
 def get_config(dataset: str = 'fashion_mnist'):
-  config = default.get_config()
-  config.dataset = dataset
+  config = acgan.get_config(dataset)
   config.model = 'acgan_fake_class'
-  config.z_dim = 100
-  config.num_epochs = 20
-  config.g_optimizer = default.optimizer(name='adam', learning_rate=0.0002, b1=0.5, b2=0.999)
-  config.d_optimizer = default.optimizer(name='adam', learning_rate=0.0002, b1=0.5, b2=0.999)
   return config

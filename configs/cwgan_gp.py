@@ -8,18 +8,10 @@ n_critic = 5, batch 64).
 Expected: one class per row within a few epochs.
 """
 
-from configs import default
+from configs import wgan_gp
 
 
 def get_config(dataset: str = 'fashion_mnist'):
-  config = default.get_config()
-  config.dataset = dataset
-  config.model = 'cdcgan_ln'
-  config.z_dim = 100
-  config.loss = 'wasserstein'
-  config.n_critic = 5
-  config.gradient_penalty = 10.0
-  config.num_epochs = 40
-  config.g_optimizer = default.optimizer(name='adam', learning_rate=0.0001, b1=0.5, b2=0.9)
-  config.d_optimizer = default.optimizer(name='adam', learning_rate=0.0001, b1=0.5, b2=0.9)
+  config = wgan_gp.get_config(dataset)
+  config.model = 'cdcgan_ln'  # labels into G and, as label maps, into the critic
   return config

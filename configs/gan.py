@@ -7,11 +7,10 @@ comparison (the "GAN" row beside "CGAN"): same nets, optimizers and schedule as 
 Expected: garment-like shapes of mixed classes at epoch 1; classes are not controllable.
 """
 
-from configs import default
+from configs import cgan
 
 
 def get_config(dataset: str = 'fashion_mnist'):
-  config = default.get_config()
-  config.dataset = dataset
+  config = cgan.get_config(dataset)
   config.model = 'infogan_gan'
   return config
