@@ -17,6 +17,9 @@ from cgan_jax.errors import UserError
 
 PathLike = Union[str, os.PathLike]
 ENV_DATA_DIR = 'CGAN_JAX_DATA_DIR'
+# Set (to anything but '' or '0') to forbid TFDS downloads whatever the config says
+# (offline clusters; the test suite sets it so nothing can download while testing).
+ENV_OFFLINE = 'CGAN_JAX_OFFLINE'
 PIPELINES = ('tf.data', 'numpy')
 _IDX_PREFIX = {'train': 'train', 'test': 't10k'}
 
@@ -223,7 +226,8 @@ def load_split(name: str, split: str, data_dir: Optional[PathLike] = None,
     raise DataError(f'Unknown split {split!r} for {info.name}; known splits: '
                     f'{", ".join(info.splits)}.')
   data_dir = os.path.expanduser(os.fspath(data_dir)) if data_dir else None
-  return _load_cached(info.name, split, data_dir, bool(allow_download),
+  offline = os.environ.get(ENV_OFFLINE, '') not in ('', '0')
+  return _load_cached(info.name, split, data_dir, bool(allow_download) and not offline,
                       os.environ.get(ENV_DATA_DIR) or None)
 
 

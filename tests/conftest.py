@@ -7,6 +7,7 @@ import sys
 os.environ.setdefault('JAX_NUM_CPU_DEVICES', '4')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+os.environ['CGAN_JAX_OFFLINE'] = '1'  # no test, nor any script it runs, may download data
 
 import pytest  # noqa: E402
 

@@ -267,6 +267,11 @@ def test_tfds_download_source_passes_flag(monkeypatch):
 
   monkeypatch.setattr(tfds, 'load', fake_load)
   monkeypatch.setattr(tfds, 'as_numpy', lambda x: x)
+  monkeypatch.setenv(ip.ENV_DATA_DIR, '/nonexistent')
+  with pytest.raises(ip.DataError, match='not allowed'):  # conftest's offline switch wins
+    ip.load_split('mnist', 'train', allow_download=True)
+  assert calls == []
+  monkeypatch.delenv(ip.ENV_OFFLINE)
   got = ip.load_split('mnist', 'train', allow_download=True)
   np.testing.assert_array_equal(got[0][..., 0], images)
   assert calls == [('mnist', dict(split='train', data_dir=None, download=True,
