@@ -37,11 +37,14 @@ class DatasetInfo:
   idx_dirs: tuple[str, ...] = ()
   splits: Mapping[str, int] = dataclasses.field(
       default_factory=lambda: {'train': 60000, 'test': 10000}, hash=False)
+  class_names: tuple[str, ...] = tuple(str(k) for k in range(10))
 
 
 DATASETS: dict[str, DatasetInfo] = {
     'fashion_mnist': DatasetInfo(
-        'fashion_mnist', idx_dirs=('/usr/share/datasets/fashion-mnist',)),
+        'fashion_mnist', idx_dirs=('/usr/share/datasets/fashion-mnist',),
+        class_names=('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt',
+                     'Sneaker', 'Bag', 'Ankle boot')),
     'mnist': DatasetInfo('mnist'),
 }
 

@@ -130,3 +130,22 @@ def acgan_aux(num_classes: int, fake_class: bool) -> AuxLoss:
     return class_nll(fake_cls_BK, y_B)
 
   return AuxLoss(d, g)
+
+
+def l1(x: jax.Array, y: jax.Array) -> jax.Array:
+  # E|x - y|   (pix2pix's reconstruction term)
+  return jnp.mean(jnp.abs(x - y))
+
+
+def cycle_consistency(g_ab: Callable[[jax.Array], jax.Array],
+                      g_ba: Callable[[jax.Array], jax.Array],
+                      a: jax.Array, b: jax.Array) -> jax.Array:
+  # L_cyc = E|F(G(a)) - a| + E|G(F(b)) - b|,  G = g_ab: A -> B, F = g_ba: B -> A
+  return l1(g_ba(g_ab(a)), a) + l1(g_ab(g_ba(b)), b)
+
+
+def identity_mapping(g_ab: Callable[[jax.Array], jax.Array],
+                     g_ba: Callable[[jax.Array], jax.Array],
+                     a: jax.Array, b: jax.Array) -> jax.Array:
+  # L_id = E|G(b) - b| + E|F(a) - a|   (each generator leaves its own target domain alone)
+  return l1(g_ab(b), b) + l1(g_ba(a), a)

@@ -60,10 +60,15 @@ class GANState:
   gan: GAN = flax.struct.field(pytree_node=False)
 
 
-def make_optimizer(cfg: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """Builds an optax optimizer from a config such as {name: adam, learning_rate: 2e-4, b1: 0.5}."""
+def make_optimizer(cfg: ml_collections.ConfigDict,
+                   learning_rate: float | optax.Schedule | None = None
+                   ) -> optax.GradientTransformation:
+  """Builds an optax optimizer from a config such as {name: adam, learning_rate: 2e-4, b1: 0.5}
+  (`learning_rate`, e.g. a schedule, replaces the config's)."""
   kwargs = cfg.to_dict()
   name = kwargs.pop('name')
+  if learning_rate is not None:
+    kwargs['learning_rate'] = learning_rate
   if name not in OPTIMIZERS:
     raise UserError(f'unknown optimizer {name!r}; known: {", ".join(sorted(OPTIMIZERS))}')
   try:

@@ -58,7 +58,7 @@ def _uniform_per_example(key: jax.Array, batch_size: int) -> jax.Array:
       first + jnp.arange(batch_size))
 
 
-def _run(net, params, stats, *args, rng: jax.Array) -> tuple[Any, Any]:
+def apply_train(net, params, stats, *args, rng: jax.Array) -> tuple[Any, Any]:
   """Applies a net in training mode; returns (output, updated BatchNorm statistics)."""
   dropout_rng = jax.random.fold_in(rng, lax.axis_index(AXIS))  # distinct masks per device
   out, new_vars = net.apply({'params': params, 'batch_stats': stats}, *args, train=True,
@@ -75,17 +75,20 @@ def d_step(state: GANState, x_BHWC: jax.Array, y_B: jax.Array, z_BZ: jax.Array,
   """
   gan = state.gan
   g_rng, real_rng, fake_rng, gp_rng = jax.random.split(rng, 4)
-  fake_BHWC, _ = _run(gan.generator, state.g_params, state.g_stats, z_BZ, y_B, rng=g_rng)
+  fake_BHWC, _ = apply_train(gan.generator, state.g_params, state.g_stats, z_BZ, y_B,
+                             rng=g_rng)
   fake_BHWC = lax.stop_gradient(fake_BHWC)
 
   def loss_fn(d_params):
-    real, stats = _run(gan.discriminator, d_params, state.d_stats, x_BHWC, y_B, rng=real_rng)
-    fake, stats = _run(gan.discriminator, d_params, stats, fake_BHWC, y_B, rng=fake_rng)
+    real, stats = apply_train(gan.discriminator, d_params, state.d_stats, x_BHWC, y_B,
+                              rng=real_rng)
+    fake, stats = apply_train(gan.discriminator, d_params, stats, fake_BHWC, y_B, rng=fake_rng)
     adversarial = gan.loss.d(real.logits, fake.logits)
     aux = gan.aux.d(real.class_logits, fake.class_logits, y_B)
     terms = {'d_adv': adversarial, 'd_aux': aux}
     if gan.gp_weight:  # a static choice of the GAN, not a traced branch
-      critic = lambda x: _run(gan.discriminator, d_params, stats, x, y_B, rng=gp_rng)[0].logits
+      critic = lambda x: apply_train(gan.discriminator, d_params, stats, x, y_B,
+                                     rng=gp_rng)[0].logits
       eps_B = _uniform_per_example(gp_rng, x_BHWC.shape[0])
       terms['gp'] = losses.gradient_penalty(critic, x_BHWC, fake_BHWC, eps_B)
     loss = adversarial + aux + gan.gp_weight * terms.get('gp', 0.0)
@@ -117,8 +120,8 @@ def g_step(state: GANState, y_B: jax.Array, z_BZ: jax.Array,
   g_rng, d_rng = jax.random.split(rng)
 
   def loss_fn(g_params):
-    fake_BHWC, stats = _run(gan.generator, g_params, state.g_stats, z_BZ, y_B, rng=g_rng)
-    fake, _ = _run(gan.discriminator, state.d_params, state.d_stats, fake_BHWC, y_B,
+    fake_BHWC, stats = apply_train(gan.generator, g_params, state.g_stats, z_BZ, y_B, rng=g_rng)
+    fake, _ = apply_train(gan.discriminator, state.d_params, state.d_stats, fake_BHWC, y_B,
                    rng=d_rng)
     loss = gan.loss.g(fake.logits) + gan.aux.g(fake.class_logits, y_B)
     return lax.pmean(loss, AXIS), stats

@@ -1,6 +1,9 @@
-"""The training loop: build, restore, iterate, log, sample, checkpoint, guard against NaN."""
+"""The training loop: build, restore, iterate, log, sample, checkpoint, guard against NaN.
 
-import functools
+What is trained (a noise-to-image GAN or an image-to-image one) is a `tasks` object: its
+data, initial state, step and sample grid. The loop is the same for every model.
+"""
+
 import os
 import time
 from typing import Any
@@ -11,13 +14,9 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from cgan_jax import checkpointing, device_input, input_pipeline, parallel, steps, visualize
-from cgan_jax import state as state_lib
+from cgan_jax import checkpointing, device_input, input_pipeline, parallel, tasks, visualize
 from cgan_jax.errors import UserError
 from configs.default import RUNTIME_FIELDS
-
-SAMPLES_PER_CLASS = 10
-
 
 class TrainingDiverged(UserError):
   """A loss or parameter became NaN/Inf."""
@@ -46,18 +45,11 @@ def check_same_run(saved: dict[str, Any], config: ml_collections.ConfigDict, whe
                     'Use another --workdir, or the config it was trained with.')
 
 
-def sample_inputs(gan: state_lib.GAN, seed: int) -> tuple[jax.Array, jax.Array]:
-  """Fixed noise for the per-epoch grids: one row per class, SAMPLES_PER_CLASS columns."""
-  n = gan.num_classes * SAMPLES_PER_CLASS
-  keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), 0x5A3B1E), n)
-  z_NZ = jax.vmap(lambda k: gan.latent(k, gan.z_dim))(keys)
-  y_N = jnp.repeat(jnp.arange(gan.num_classes, dtype=jnp.int32), SAMPLES_PER_CLASS)
-  return z_NZ, y_N
-
-
 @jax.jit
 def _all_finite(tree) -> jax.Array:
-  return jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+  """True when every floating-point array of `tree` is free of NaN and Inf."""
+  leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
 class _LogOnlyWriter:
@@ -86,25 +78,14 @@ def _make_writer(workdir: str):
   return metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
 
 
-def _periodic_fid(config: ml_collections.ConfigDict, dataset: str, workdir: str):
-  """(FID callable, best-FID checkpointer) when config.eval_every_steps is set, else Nones."""
-  if not config.eval_every_steps:
-    return None, None
-  from cgan_jax import evaluation  # classifier asset + cached real features: only when asked
-  fid = evaluation.make_periodic_fid(dataset, config.eval_num_samples, config.seed,
-                                     data_dir=config.data_dir or None)
-  # A manager of its own: one with best_fn may delete the latest checkpoint, needed to resume.
-  return fid, checkpointing.Checkpointer(workdir, 1, subdir='best_fid', best_metric='fid')
-
-
 class _HostFeed:
   """One step per dispatch, on batches from the host pipeline ('tf.data' or 'numpy')."""
 
-  def __init__(self, config: ml_collections.ConfigDict, images: np.ndarray,
+  def __init__(self, config: ml_collections.ConfigDict, train_step, images: np.ndarray,
                labels: np.ndarray, mesh: jax.sharding.Mesh, micro_steps: int):
     self._config, self._images, self._labels, self._mesh = config, images, labels, mesh
     self._micro_steps = micro_steps
-    self._step = parallel.data_parallel(steps.train_step, mesh)
+    self._step = parallel.data_parallel(train_step, mesh)
     self._batches = iter(())
 
   def start_epoch(self, epoch: int, start_step: int) -> None:
@@ -118,16 +99,16 @@ class _HostFeed:
     """Steps the next `run` trains, given the steps left before the next event."""
     return 1
 
-  def run(self, state: state_lib.GANState, num_steps: int):
+  def run(self, state, num_steps: int):
     return self._step(state, parallel.global_batch(next(self._batches), self._mesh))
 
 
-def _make_feed(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.ndarray,
-               mesh: jax.sharding.Mesh, micro_steps: int):
+def _make_feed(config: ml_collections.ConfigDict, train_step, images: np.ndarray,
+               labels: np.ndarray, mesh: jax.sharding.Mesh, micro_steps: int):
   """The host pipeline's feed, or the device-resident one (several steps per dispatch)."""
   if config.pipeline != 'device':
-    return _HostFeed(config, images, labels, mesh, micro_steps)
-  return device_input.DeviceFeed(steps.train_step, images, labels, mesh,
+    return _HostFeed(config, train_step, images, labels, mesh, micro_steps)
+  return device_input.DeviceFeed(train_step, images, labels, mesh,
                                  global_batch=config.batch_size, micro_steps=micro_steps,
                                  seed=config.seed, steps_per_dispatch=config.steps_per_dispatch)
 
@@ -139,47 +120,52 @@ def _steps_to_next_event(step: int, epoch_end: int, config: ml_collections.Confi
   return min([epoch_end - step] + [n - step % n for n in every])
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> state_lib.GANState:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the final state."""
-  info = input_pipeline.DATASETS[input_pipeline.canonical_name(config.dataset)]
-  gan = state_lib.build_gan(config, info.num_classes, steps.AXIS)
+  probe = tasks.build(config)  # a bad config fails here, before any data is read
   check_workdir(workdir)
-  images, labels = input_pipeline.load_split(info.name, 'train', config.data_dir or None,
-                                             allow_download=config.allow_download)
-  if config.num_train_examples:
-    images, labels = images[:config.num_train_examples], labels[:config.num_train_examples]
+  images, labels = probe.load('train')
+  # One step = micro_steps minibatches (n_critic: one per D update) and one round of G updates.
+  steps_per_epoch = input_pipeline.steps_per_epoch(len(images),
+                                                   config.batch_size * probe.micro_steps)
+  task = tasks.build(config, steps_per_epoch=steps_per_epoch)  # sized schedules, if any
   mesh = parallel.make_mesh(config.num_devices)
   if config.batch_size % mesh.size:
     raise UserError(f'batch_size {config.batch_size} is not divisible by {mesh.size} devices')
   with checkpointing.Checkpointer(workdir, max_to_keep=config.keep_checkpoints) as ckpt:
-    return _train(config, workdir, gan, info, images, labels, mesh, ckpt)
+    return _train(config, workdir, task, images, labels, steps_per_epoch, mesh, ckpt)
 
 
-def _train(config: ml_collections.ConfigDict, workdir: str, gan: state_lib.GAN,
-           info: input_pipeline.DatasetInfo, images: np.ndarray, labels: np.ndarray,
-           mesh: jax.sharding.Mesh, ckpt: checkpointing.Checkpointer) -> state_lib.GANState:
+def _periodic_fid(config: ml_collections.ConfigDict, task, workdir: str):
+  """(FID callable, best-FID checkpointer) when config.eval_every_steps is set, else Nones."""
+  if not config.eval_every_steps:
+    return None, None
+  # A manager of its own: one with best_fn may delete the latest checkpoint, needed to resume.
+  return task.periodic_fid(), checkpointing.Checkpointer(workdir, 1, subdir='best_fid',
+                                                         best_metric='fid')
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str, task, images: np.ndarray,
+           labels: np.ndarray, steps_per_epoch: int, mesh: jax.sharding.Mesh,
+           ckpt: checkpointing.Checkpointer):
   """The loop proper, once inputs are validated and the checkpoint manager is open."""
   resumed_from = ckpt.latest_step()
   if resumed_from is not None:
     check_same_run(ckpt.restore_meta(resumed_from), config, workdir)
-  # One step = n_critic minibatches (one per D update) and one round of G updates.
-  steps_per_epoch = input_pipeline.steps_per_epoch(len(images), config.batch_size * gan.d_steps)
   total_steps = config.num_epochs * steps_per_epoch
+  images_per_step = config.batch_size * task.micro_steps
 
   if resumed_from is None:
-    state = state_lib.init_state(gan, jax.random.PRNGKey(config.seed), info.image_shape)
+    state = task.init_state(jax.random.PRNGKey(config.seed))
     state = jax.device_put(state, parallel.replicated(mesh))
   else:  # restore into shapes: no random init to throw away
-    template = state_lib.abstract_state(gan, info.image_shape, parallel.replicated(mesh))
-    state = ckpt.restore_state(template, resumed_from)
+    state = ckpt.restore_state(task.abstract_state(parallel.replicated(mesh)), resumed_from)
     logging.info('Resumed from %s', ckpt.path(resumed_from))
   meta = {'config': config.to_dict(), 'steps_per_epoch': steps_per_epoch}
 
-  feed = _make_feed(config, images, labels, mesh, gan.d_steps)
-  sample = jax.jit(functools.partial(state_lib.generate, gan))
-  z_fixed, y_fixed = sample_inputs(gan, config.seed)
+  feed = _make_feed(config, task.train_step, images, labels, mesh, task.micro_steps)
   writer = _make_writer(workdir)
-  periodic_fid, best = _periodic_fid(config, info.name, workdir)
+  periodic_fid, best = _periodic_fid(config, task, workdir)
   if resumed_from is None:
     writer.write_hparams({k: v for k, v in config.to_dict().items() if not isinstance(v, dict)})
   os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
@@ -212,20 +198,19 @@ def _train(config: ml_collections.ConfigDict, workdir: str, gan: state_lib.GAN,
     logging.info('step %d/%d (epoch %d/%d) | %s | %.2f steps/s, %.0f img/s | ETA %s', step,
                  total_steps, (step - 1) // steps_per_epoch + 1, config.num_epochs,
                  ' '.join(f'{k} {v:.4f}' for k, v in means.items()), rate,
-                 rate * config.batch_size * gan.d_steps, time.strftime('%H:%M:%S', time.gmtime(eta)))
+                 rate * images_per_step, time.strftime('%H:%M:%S', time.gmtime(eta)))
     pending, t_last, step_last = [], now, step
 
   def save() -> None:
     nonlocal last_good
     flush_metrics()
-    if not bool(_all_finite((state.g_params, state.d_params, state.g_stats, state.d_stats))):
+    if not bool(_all_finite(state)):
       raise TrainingDiverged(f'training diverged: non-finite parameters at step {step}; last '
                              f'good checkpoint: {ckpt.path(last_good) if last_good else "none"}')
     last_good = ckpt.save(state, meta)
 
   def write_samples(epoch: int) -> None:
-    images_NHWC = jax.device_get(sample(state.g_params, state.g_stats, z_fixed, y_fixed))
-    grid = visualize.grid(images_NHWC, rows=gan.num_classes, pixel_range=gan.pixel_range)
+    grid = task.sample_grid(state)
     if jax.process_index() == 0:
       visualize.save_png(grid, os.path.join(workdir, 'samples', f'epoch_{epoch:04d}.png'))
     writer.write_images(step, {'samples': grid[None]})
@@ -244,7 +229,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, gan: state_lib.GAN,
           save()
         if periodic_fid and step % config.eval_every_steps == 0:
           flush_metrics()  # no FID (nor best checkpoint) of a diverged state
-          scores = periodic_fid(gan, state)
+          scores = periodic_fid(state)
           writer.write_scalars(step, scores)
           logging.info('step %d: FID %.3f (%d samples)', step, scores['fid'],
                        config.eval_num_samples)
