@@ -43,8 +43,11 @@ def sobel_edges(images_NHWC: np.ndarray) -> np.ndarray:
   flat).
   """
   x = images_NHWC.astype(np.float32)
-  sx = scipy.ndimage.sobel(x, axis=2, mode='nearest')
-  sy = scipy.ndimage.sobel(x, axis=1, mode='nearest')
+  # Explicit (1, 3, 3, 1) kernels: scipy.ndimage.sobel would also smooth across the batch
+  # and channel axes of a 4-D array.
+  kx = np.outer([1.0, 2.0, 1.0], [-1.0, 0.0, 1.0])[None, :, :, None]
+  sx = scipy.ndimage.correlate(x, kx, mode='nearest')
+  sy = scipy.ndimage.correlate(x, kx.transpose(0, 2, 1, 3), mode='nearest')
   magnitude = np.hypot(sx, sy)
   peak = magnitude.max(axis=(1, 2), keepdims=True)
   scaled = np.where(peak > 0, 255.0 * magnitude / np.maximum(peak, 1e-12), 0.0)

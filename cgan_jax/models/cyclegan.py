@@ -18,9 +18,10 @@ import jax.numpy as jnp
 from cgan_jax.models import layers
 from cgan_jax.models.common import init_02
 
-_Conv = functools.partial(nn.Conv, kernel_init=init_02)
+# Every conv but the output layer feeds an instance norm, which removes a bias: none.
+_Conv = functools.partial(nn.Conv, kernel_init=init_02, use_bias=False)
 _Up = functools.partial(layers.SubPixelConvTranspose, kernel_size=(3, 3), strides=(2, 2),
-                        kernel_init=init_02)
+                        kernel_init=init_02, use_bias=False)
 
 
 def _instance_norm() -> nn.Module:
@@ -60,4 +61,5 @@ class ResnetGenerator(nn.Module):
       h = ResidualBlock()(h)
     for mult in (2, 1):
       h = act(_Up(self.base * mult)(h))
-    return jnp.tanh(_Conv(self.out_channels, (7, 7), padding='VALID')(_reflect(h, 3)))
+    out = _Conv(self.out_channels, (7, 7), padding='VALID', use_bias=True)(_reflect(h, 3))
+    return jnp.tanh(out)
