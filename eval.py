@@ -1,4 +1,5 @@
-"""Scores trained workdirs: FID, KID, IS, precision/recall, intra-FID, conditional accuracy.
+"""Scores trained workdirs: FID, KID, IS, precision/recall, intra-FID, conditional accuracy;
+for pix2pix L1, SSIM and FID, for CycleGAN the target-class share and FID (one table per kind).
 
   python eval.py --workdir=runs/a --workdir=runs/b --num_samples=10000 --format=markdown
 
@@ -46,13 +47,24 @@ def main(argv):
                               batch_size=_BATCH.value, kid_subsets=_KID_SUBSETS.value,
                               kid_subset_size=_KID_SUBSET_SIZE.value, cache_dir=_CACHE_DIR.value,
                               assets_dir=_ASSETS_DIR.value, data_dir=_DATA_DIR.value)
-  rows = evaluator.evaluate(_WORKDIR.value, options, _ALL.value, _REFERENCE.value)
-  caption = (f'seed {_SEED.value}. FID, KID, intra-FID: lower is better; IS, precision, recall, '
-             'cond. acc: higher is better. The real row scores the test split against the train '
-             'split: the best a model can do.')
+  by_kind = evaluator.evaluate(_WORKDIR.value, options, _ALL.value, _REFERENCE.value)
+  from cgan_jax.evaluation import translation
+  captions = {
+      'gan': (f'seed {_SEED.value}. FID, KID, intra-FID: lower is better; IS, precision, '
+              'recall, cond. acc: higher is better. The real row scores the test split against '
+              'the train split: the best a model can do.'),
+      'pix2pix': ('pix2pix on the test split: L1 and SSIM of G(A) to the target B (pixels in '
+                  '[0, 1]); FID of G(A) to the targets. Baselines: the input itself, a blank '
+                  'image.'),
+      'cyclegan': ('CycleGAN on the test split: share of translated images the classifier '
+                   'puts in the target class; FID to the real target-class images. Baseline: '
+                   'the untranslated images.'),
+  }
+  out = [tables.render(rows, _FORMAT.value, captions[kind],
+                       None if kind == 'gan' else translation.SCHEMAS[kind])
+         for kind, rows in by_kind.items()]
   if distributed.is_primary():
-    print(tables.render(rows, _FORMAT.value, caption), end='')
-
+    print('\n'.join(out), end='')
 
 if __name__ == '__main__':
   cli.quiet_tensorflow()

@@ -14,6 +14,11 @@ def load(workdir: str, step: int | None = None) -> tuple[state_lib.GAN, state_li
   ckpt = checkpointing.Checkpointer(workdir, read_only=True)
   meta = ckpt.restore_meta(step)
   config = ml_collections.ConfigDict(meta['config'])
+  from cgan_jax import tasks
+  if config.model in tasks.TRANSLATORS:
+    from cgan_jax.errors import UserError
+    raise UserError(f'{workdir} holds a {config.model} run, which translates images rather than '
+                    'drawing them from noise: see its samples/ grids, and score it with eval.py')
   info = input_pipeline.DATASETS[input_pipeline.canonical_name(config.dataset)]
   gan = state_lib.build_gan(config, info.num_classes, axis_name=None)
   template = state_lib.abstract_state(gan, info.image_shape,

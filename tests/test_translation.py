@@ -302,6 +302,27 @@ def test_translation_recipe_trains_checkpoints_resumes_and_draws(tmp_path, fashi
   assert 'Resumed from' in proc.stderr
   assert _checkpoint_steps(workdir) == [per_epoch, 2 * per_epoch]
 
+  # eval.py: the recipe's table, baselines first, the run last; generate.py refuses it.
+  proc = run_script('eval.py', f'--workdir={workdir}', '--num_samples=300', '--format=json',
+                    env=jax_env)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  import json
+  rows = json.loads(proc.stdout)
+  assert rows[-1]['run'] == str(workdir) and rows[-1]['step'] == 2 * per_epoch
+  assert all(r['run'].startswith('baseline') for r in rows[:-1]) and len(rows) >= 2
+  if recipe == 'pix2pix':
+    assert rows[-1]['samples'] == 300
+    identity, blank = rows[0], rows[1]
+    assert identity['ssim'] < 0.5 and 0 < blank['l1'] < 1 and 0 < identity['l1'] < 1
+    assert all(r['fid'] > 0 for r in rows)
+  else:
+    assert rows[0]['share_ab'] < 0.05 and rows[0]['share_ba'] < 0.05  # untranslated
+    assert all(r['fid_ab'] > 0 and r['fid_ba'] > 0 for r in rows)
+  proc = run_script('generate.py', f'--workdir={workdir}', '--labels=7',
+                    f'--out={tmp_path / "x.png"}', env=jax_env)
+  errors = [l for l in proc.stderr.splitlines() if l.startswith('error: ')]
+  assert proc.returncode != 0 and len(errors) == 1 and 'translates images' in errors[0]
+
   # Another recipe's workdir is refused, and the checkpoints are left as they were.
   before = sorted(os.listdir(workdir / 'checkpoints'))
   other = 'cyclegan' if recipe == 'pix2pix' else 'pix2pix'
@@ -310,6 +331,19 @@ def test_translation_recipe_trains_checkpoints_resumes_and_draws(tmp_path, fashi
   assert proc.returncode != 0
   assert 'different run' in proc.stderr
   assert sorted(os.listdir(workdir / 'checkpoints')) == before
+
+
+def test_ssim_matches_tensorflow():
+  tf = pytest.importorskip('tensorflow')
+  from cgan_jax.evaluation import translation
+  rs = np.random.RandomState(0)
+  x = rs.rand(3, 32, 32, 1).astype(np.float32)
+  y = np.clip(x + 0.2 * rs.randn(3, 32, 32, 1), 0, 1).astype(np.float32)
+  ours = translation.ssim(x, y)
+  theirs = tf.image.ssim(tf.constant(x), tf.constant(y), max_val=1.0).numpy()
+  np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(translation.ssim(x, x), 1.0, rtol=1e-9)
+  assert ours.max() < 0.9
 
 
 def test_translation_bad_input_is_one_clear_error(tmp_path):

@@ -13,7 +13,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from cgan_jax import checkpointing, input_pipeline, sampling
+from cgan_jax import checkpointing, input_pipeline, sampling, tasks
 from cgan_jax import state as state_lib
 from cgan_jax.errors import UserError
 from cgan_jax.evaluation import classifier, features, metrics
@@ -56,8 +56,7 @@ def run_config(workdir: str, step: int | None) -> ml_collections.ConfigDict:
   """The config a checkpoint was trained with, checked to name a known dataset and model."""
   config = ml_collections.ConfigDict(
       checkpointing.Checkpointer(workdir, read_only=True).restore_meta(step)['config'])
-  info = input_pipeline.DATASETS[input_pipeline.canonical_name(config.dataset)]
-  state_lib.build_gan(config, info.num_classes, axis_name=None)  # unknown model/loss: UserError
+  tasks.build(config, axis_name=None)  # unknown model/loss/dataset: UserError
   return config
 
 
@@ -168,12 +167,30 @@ class DatasetEvaluator:
 
 
 def evaluate(workdirs: list[str], options: Options, all_checkpoints: bool = False,
-             reference: bool = True) -> list[Row]:
-  """One row per run (or per checkpoint), after one real-data row per dataset."""
+             reference: bool = True) -> dict[str, list[Row]]:
+  """Tables by kind: 'gan' (noise-to-image runs, one real-data row per dataset first),
+  'pix2pix' and 'cyclegan' (evaluation/translation.py, baselines first); one row per run
+  (or per checkpoint). Kinds with no run are left out."""
+  from cgan_jax.evaluation import translation
   targets = []  # checked up front: a bad workdir fails before minutes of work
   for workdir in workdirs:
     for step in checkpoint_steps(workdir) if all_checkpoints else [None]:
       targets.append((workdir, step, run_config(workdir, step)))
+  tables: dict[str, list[Row]] = {}
+  scorer = translation.TranslationEvaluator(options)
+  for workdir, step, config in targets:
+    if translation.is_translation(config):
+      rows = tables.setdefault(config.model, [])
+      rows += scorer.rows(workdir, step, reference=reference and not rows)
+  gan_targets = [t for t in targets if not translation.is_translation(t[2])]
+  if gan_targets:
+    tables['gan'] = _evaluate_gans(gan_targets, options, reference)
+  return tables
+
+
+def _evaluate_gans(targets: list[tuple[str, int | None, ml_collections.ConfigDict]],
+                   options: Options, reference: bool) -> list[Row]:
+  """Noise-to-image rows: one real-data row per dataset, then its runs."""
   datasets = list(dict.fromkeys(input_pipeline.canonical_name(c.dataset) for *_, c in targets))
   rows = []
   for dataset in datasets:

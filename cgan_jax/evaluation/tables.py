@@ -70,12 +70,42 @@ def to_json(rows: list[Row]) -> str:
   return json.dumps([{k: row[k] for k in COLUMNS} for row in rows], indent=2) + '\n'
 
 
-def render(rows: list[Row], fmt: str, caption: str = '') -> str:
-  """The table of `rows` in `fmt` (one of FORMATS); the caption goes to markdown only."""
+Schema = tuple[tuple[str, str, Callable[[Row, str], str]], ...]  # (key, header, formatter)
+
+
+def _markdown_with(rows: list[Row], schema: Schema, caption: str) -> str:
+  """One markdown table of `rows` with the columns of `schema`."""
+  out = [caption, ''] if caption else []
+  out += ['| ' + ' | '.join(h for _, h, _ in schema) + ' |',
+          '|' + '|'.join('---' if i < 3 else '---:' for i in range(len(schema))) + '|']
+  for row in rows:
+    out.append('| ' + ' | '.join(DASH if row.get(k) is None else fmt(row, k)
+                                 for k, _, fmt in schema) + ' |')
+  return '\n'.join(out) + '\n'
+
+
+def render(rows: list[Row], fmt: str, caption: str = '', schema: Schema | None = None) -> str:
+  """The table of `rows` in `fmt` (one of FORMATS); the caption goes to markdown only.
+
+  Without `schema`: the noise-to-image GAN table (COLUMNS). With one: its keys are the
+  columns (CSV header, JSON keys) and its headers the markdown ones.
+  """
+  if fmt not in FORMATS:
+    raise UserError(f'unknown --format {fmt!r}; known: {", ".join(FORMATS)}')
+  if schema is not None:
+    keys = [k for k, _, _ in schema]
+    if fmt == 'markdown':
+      return _markdown_with(rows, schema, caption)
+    if fmt == 'json':
+      return json.dumps([{k: row.get(k) for k in keys} for row in rows], indent=2) + '\n'
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator='\n')
+    writer.writerow(keys)
+    for row in rows:
+      writer.writerow([DASH if row.get(k) is None else row[k] for k in keys])
+    return buf.getvalue()
   if fmt == 'markdown':
     return markdown(rows, caption)
   if fmt == 'csv':
     return to_csv(rows)
-  if fmt == 'json':
-    return to_json(rows)
-  raise UserError(f'unknown --format {fmt!r}; known: {", ".join(FORMATS)}')
+  return to_json(rows)
