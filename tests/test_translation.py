@@ -357,3 +357,19 @@ def test_translation_bad_input_is_one_clear_error(tmp_path):
     proc = run_script('train.py', *_tiny('cyclegan'), f'--workdir={tmp_path / "w"}', *extra)
     errors = [l for l in proc.stderr.splitlines() if l.startswith('error: ')]
     assert proc.returncode != 0 and len(errors) == 1 and message in errors[0], proc.stderr[-2000:]
+
+
+def test_pix2pix_trains_on_a_folder_of_paired_images(tmp_path, jax_env):
+  names = [f'{i:03d}.png' for i in range(32)]
+  _write_folder(tmp_path / 'data', 'train', names, names)
+  _write_folder(tmp_path / 'data', 'test', names[:4], names[:4], seed=1)
+  workdir = tmp_path / 'run'
+  proc = run_script('train.py', '--config=configs/pix2pix.py:folder', f'--workdir={workdir}',
+                    f'--config.translation.folder={tmp_path / "data"}',
+                    '--config.translation.image_size=16', '--config.translation.g_base=8',
+                    '--config.translation.d_base=8', '--config.batch_size=16',
+                    '--config.num_epochs=1', env=jax_env)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert _checkpoint_steps(workdir) == [2]
+  grid = Image.open(workdir / 'samples' / 'epoch_0001.png')
+  assert grid.size == (4 * 18 + 2, 3 * 18 + 2)  # the 4 test pairs: input | output | target
