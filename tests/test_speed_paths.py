@@ -1,5 +1,6 @@
 """Each speed path computes what the plain path computes (issue 7); never timed here."""
 
+import functools
 import os
 import subprocess
 import sys
@@ -10,44 +11,172 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cgan_jax import device_input, input_pipeline, parallel, steps
+from cgan_jax import device_input, input_pipeline, losses, parallel, steps
 from cgan_jax import state as state_lib
-from cgan_jax.models import layers
+from cgan_jax.models import acgan, common, dcgan, layers
 from configs import default
 from tests.conftest import ROOT
 
-# (kernel, stride, in, out, input size): the CGAN's two layers, then odd and general cases.
-CONV_T_CASES = [(4, 2, 32, 16, 7), (4, 2, 16, 1, 14), (3, 2, 5, 3, 6), (5, 3, 4, 2, 5),
-                (1, 2, 3, 2, 4)]
+# (kernel, stride, in, out, input size): the CGAN's two layers, the 28x28 DCGAN's 5x5 s2
+# layers, the 64x64 DCGAN's 4x4 s2 ones (fewer channels), then odd and general cases.
+CONV_T_CASES = [(4, 2, 32, 16, 7), (4, 2, 16, 1, 14), (5, 2, 12, 8, 7), (5, 2, 8, 1, 14),
+                (4, 2, 16, 8, 4), (4, 2, 8, 4, 8), (3, 2, 5, 3, 6), (5, 3, 4, 2, 5),
+                (1, 2, 3, 2, 4), (2, 2, 3, 2, 3), (6, 3, 2, 3, 4)]
+
+
+def _sin_sum_grads(apply, params, x):
+  return jax.grad(lambda p, x: jnp.sum(jnp.sin(apply(p, x))), argnums=(0, 1))(params, x)
+
+
+def _assert_trees_close(a, b, rtol=1e-4, atol=1e-4):
+  assert jax.tree.structure(a) == jax.tree.structure(b)
+  for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(u, v, rtol=rtol, atol=atol)
 
 
 @pytest.mark.parametrize('k,s,cin,cout,hw', CONV_T_CASES)
-def test_subpixel_conv_transpose_is_flax_conv_transpose(k, s, cin, cout, hw):
+def test_fast_conv_transpose_is_flax_conv_transpose(k, s, cin, cout, hw):
   x = jax.random.normal(jax.random.PRNGKey(0), (3, hw, hw, cin))
   ref = nn.ConvTranspose(cout, (k, k), strides=(s, s), padding='SAME')
-  new = layers.SubPixelConvTranspose(cout, (k, k), strides=(s, s))
+  new = layers.FastConvTranspose(cout, (k, k), strides=(s, s))
   params = ref.init(jax.random.PRNGKey(1), x)
   # Same parameter names, shapes and initial values: checkpoints are interchangeable.
-  assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape,
-                                                         new.init(jax.random.PRNGKey(1), x))
-  np.testing.assert_array_equal(new.init(jax.random.PRNGKey(1), x)['params']['kernel'],
-                                params['params']['kernel'])
-  np.testing.assert_array_equal(ref.apply(params, x), new.apply(params, x))
-  # The sub-pixel form alone (which gives the kernel gradient) is the same function too.
-  np.testing.assert_allclose(
-      layers.subpixel_conv_transpose(x, params['params']['kernel'], (s, s)),
-      ref.apply(params, x) - params['params']['bias'], rtol=1e-5, atol=1e-5)
-
-  def grads(module):
-    return jax.grad(lambda p, x: jnp.sum(jnp.sin(module.apply(p, x))), argnums=(0, 1))(params, x)
-  for a, b in zip(jax.tree.leaves(grads(ref)), jax.tree.leaves(grads(new))):
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+  new_params = new.init(jax.random.PRNGKey(1), x)
+  assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, new_params)
+  np.testing.assert_array_equal(new_params['params']['kernel'], params['params']['kernel'])
+  np.testing.assert_array_equal(ref.apply(params, x), new.apply(params, x))   # bit-identical
+  grads = _sin_sum_grads(new.apply, params, x)
+  assert float(jnp.abs(grads[0]['params']['kernel']).max()) > 0
+  _assert_trees_close(_sin_sum_grads(ref.apply, params, x), grads)
 
 
-def test_subpixel_rejects_unsupported_padding():
+@pytest.mark.parametrize('k,s,cin,cout,hw', CONV_T_CASES)
+def test_conv_transpose_kernel_grad_is_xlas(k, s, cin, cout, hw):
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, hw, hw, cin))
+  kernel = jax.random.normal(jax.random.PRNGKey(1), (k, k, cin, cout))
+  g = jax.random.normal(jax.random.PRNGKey(2), (2, s * hw, s * hw, cout))
+  xla = jax.vjp(lambda k: jax.lax.conv_transpose(x, k, (s, s), 'SAME',
+                                                 dimension_numbers=('NHWC', 'HWIO', 'NHWC')),
+                kernel)[1](g)[0]
+  np.testing.assert_allclose(layers.conv_transpose_kernel_grad(x, g, (k, k), (s, s)), xla,
+                             rtol=1e-4, atol=1e-4)
+
+
+def test_fast_conv_transpose_rejects_unsupported_padding():
   with pytest.raises(ValueError, match='SAME'):
-    layers.SubPixelConvTranspose(2, (4, 4), (2, 2), padding='VALID').init(
+    layers.FastConvTranspose(2, (4, 4), (2, 2), padding='VALID').init(
         jax.random.PRNGKey(0), jnp.zeros((1, 3, 3, 1)))
+  assert layers.SubPixelConvTranspose is layers.FastConvTranspose  # infogan.py's name
+
+
+# (kernel, stride, padding, in, out, input size): the 28x28 DCGAN D's layers, the 64x64 D's,
+# ACGAN's, then odd sizes and explicit padding.
+CONV_CASES = [(5, 2, 'SAME', 11, 8, 28), (5, 2, 'SAME', 8, 12, 14), (7, 1, 'VALID', 12, 1, 7),
+              (4, 2, 'SAME', 3, 8, 16), (3, 1, 'SAME', 8, 4, 14), (3, 2, 'SAME', 2, 4, 7),
+              (3, 2, ((0, 1), (2, 0)), 3, 2, 9)]
+
+
+def _conv_grads_first_and_second_order(conv, params, x):
+  """d/d(params, x) of sum sin(conv) and of a gradient-penalty-like sum sin(d/dx sum sin(conv))."""
+  def penalty(p, x):
+    dx = jax.grad(lambda x: jnp.sum(jnp.sin(conv.apply(p, x))))(x)
+    return jnp.sum(jnp.sin(3.0 * dx))
+  return (_sin_sum_grads(conv.apply, params, x),
+          jax.grad(penalty, argnums=(0, 1))(params, x))
+
+
+@pytest.mark.parametrize('kernel_grad', ['taps', 'xla'])
+@pytest.mark.parametrize('k,s,padding,cin,cout,hw', CONV_CASES)
+def test_fast_conv_is_flax_conv_to_second_order(k, s, padding, cin, cout, hw, kernel_grad):
+  x = jax.random.normal(jax.random.PRNGKey(0), (3, hw, hw, cin))
+  ref = nn.Conv(cout, (k, k), strides=(s, s), padding=padding)
+  new = layers.FastConv(cout, (k, k), strides=(s, s), padding=padding, kernel_grad=kernel_grad)
+  params = ref.init(jax.random.PRNGKey(1), x)
+  new_params = new.init(jax.random.PRNGKey(1), x)
+  assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, new_params)
+  np.testing.assert_array_equal(new_params['params']['kernel'], params['params']['kernel'])
+  np.testing.assert_array_equal(ref.apply(params, x), new.apply(params, x))   # bit-identical
+  (first, second) = _conv_grads_first_and_second_order(new, params, x)
+  assert float(jnp.abs(second[0]['params']['kernel']).max()) > 0
+  ref_first, ref_second = _conv_grads_first_and_second_order(ref, params, x)
+  _assert_trees_close(ref_first, first)
+  _assert_trees_close(ref_second, second)
+  if kernel_grad == 'xla':  # first derivatives are XLA's own, to the bit
+    for u, v in zip(jax.tree.leaves(ref_first), jax.tree.leaves(first)):
+      np.testing.assert_array_equal(u, v)
+
+
+def test_conv_kernel_grad_can_tell_a_wrong_stride():
+  """The tap-wise kernel gradient is not vacuously 'close': the wrong stride gives another."""
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 8, 3))
+  g = jax.random.normal(jax.random.PRNGKey(1), (2, 4, 4, 2))
+  xla = jax.vjp(lambda k: jax.lax.conv_general_dilated(
+      x, k, (2, 2), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC')),
+      jnp.zeros((3, 3, 3, 2)))[1](g)[0]
+  np.testing.assert_allclose(layers.conv_kernel_grad(x, g, (3, 3), (2, 2), 'SAME'), xla,
+                             rtol=1e-5, atol=1e-5)
+  assert not np.allclose(layers.conv_kernel_grad(x[:, :4, :4], g, (3, 3), (1, 1), 'SAME'), xla,
+                         rtol=1e-3, atol=1e-3)
+
+
+def _plain_dcgan(monkeypatch):
+  """Swap the fast layers of models/dcgan.py and models/acgan.py for the Flax modules."""
+  monkeypatch.setattr(dcgan, '_FastConvT', functools.partial(
+      nn.ConvTranspose, kernel_init=common.init_02, padding='SAME'))
+  monkeypatch.setattr(dcgan, '_FastConvD', functools.partial(nn.Conv, kernel_init=common.init_02))
+  monkeypatch.setattr(acgan.layers, 'FastConv', nn.Conv)
+
+
+MODELS = {
+    'g28': (lambda: dcgan.Generator28(conditional=True), 'z', False),
+    'g64': (lambda: dcgan.Generator64(), 'z', False),
+    'd28_bn': (lambda: dcgan.Discriminator28(conditional=True), 'x28', False),
+    'd28_ln_gp': (lambda: dcgan.Discriminator28(conditional=True, norm='layer'), 'x28', True),
+    'acgan_g': (lambda: acgan.Generator(), 'z', False),
+}
+
+
+@pytest.mark.parametrize('name', sorted(MODELS))
+def test_models_compute_what_the_flax_layers_compute(name, monkeypatch):
+  """Same parameter tree, bit-identical outputs, gradients to fp rounding; for the WGAN-GP
+  critic, also the gradient of the gradient penalty (second order)."""
+  build, kind, penalty = MODELS[name]
+  batch = 4
+  y = jnp.arange(batch) % 10
+  x = (jax.random.normal(jax.random.PRNGKey(0), (batch, 100)) if kind == 'z' else
+       jnp.tanh(jax.random.normal(jax.random.PRNGKey(0), (batch, 28, 28, 1))))
+  fast = build()
+  variables = fast.init(jax.random.PRNGKey(1), x, y, False)
+  out = lambda m, v: m.apply(v, x, y, True, mutable=['batch_stats'])[0]
+  fast_out = out(fast, variables)
+
+  def loss(model, params, rest):
+    def f(p):
+      v = {'params': p, **rest}
+      if kind == 'z':
+        return jnp.sum(jnp.sin(3.0 * out(model, v)))
+      critic = lambda xx: model.apply(v, xx, y, True, mutable=['batch_stats'])[0].logits
+      value = jnp.sum(critic(x))
+      if penalty:
+        value += losses.gradient_penalty(critic, x, x[::-1], jnp.linspace(0.1, 0.9, batch))
+      return value
+    return jax.grad(f)(params)
+  rest = {k: v for k, v in variables.items() if k != 'params'}
+  fast_grads = loss(fast, variables['params'], rest)
+
+  _plain_dcgan(monkeypatch)
+  plain = build()
+  plain_variables = plain.init(jax.random.PRNGKey(1), x, y, False)
+  # Checkpoints are interchangeable: same names, shapes and initial values.
+  assert jax.tree.map(jnp.shape, plain_variables) == jax.tree.map(jnp.shape, variables)
+  for u, v in zip(jax.tree.leaves(plain_variables), jax.tree.leaves(variables)):
+    np.testing.assert_array_equal(u, v)
+  for u, v in zip(jax.tree.leaves(out(plain, variables)), jax.tree.leaves(fast_out)):
+    np.testing.assert_array_equal(u, v)
+  plain_grads = loss(plain, variables['params'], rest)
+  scale = max(float(jnp.abs(g).max()) for g in jax.tree.leaves(plain_grads))
+  assert scale > 0
+  _assert_trees_close(plain_grads, fast_grads, rtol=1e-4, atol=1e-5 * scale)
 
 
 def _sgd_config():

@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from cgan_jax.models import layers
 from cgan_jax.models.common import DOutput, batch_norm
 
 
@@ -35,9 +36,12 @@ class Generator(nn.Module):
     h = z_BZ * nn.Embed(self.num_classes, z_BZ.shape[-1])(y_B)
     h = nn.relu(nn.Dense(128 * 7 * 7)(h)).reshape(-1, 7, 7, 128)
     h = bn()(h)
-    h = bn()(nn.relu(nn.Conv(128, (3, 3))(_up2(h))))
-    h = bn()(nn.relu(nn.Conv(64, (3, 3))(_up2(h))))
-    return jnp.tanh(nn.Conv(self.channels, (3, 3))(h))
+    h = bn()(nn.relu(nn.Conv(128, (3, 3), name='Conv_0')(_up2(h))))
+    # Same parameters and function as nn.Conv; its kernel gradient as 9 tap-wise dots, which
+    # XLA:CPU runs ~2x faster than its own for this 28x28 128 -> 64 layer (models/layers.py,
+    # docs/perf_notes.md change 9). The 14x14 and 1-channel layers are faster with XLA's.
+    h = bn()(nn.relu(layers.FastConv(64, (3, 3), name='Conv_1')(_up2(h))))
+    return jnp.tanh(nn.Conv(self.channels, (3, 3), name='Conv_2')(h))
 
 
 class Discriminator(nn.Module):

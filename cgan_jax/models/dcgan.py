@@ -19,10 +19,22 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from cgan_jax.models import layers
 from cgan_jax.models.common import DOutput, batch_norm, init_02, label_maps, one_hot
 
 _Conv = functools.partial(nn.Conv, kernel_init=init_02)
 _ConvT = functools.partial(nn.ConvTranspose, kernel_init=init_02)
+# Same parameters and function as the two above, faster derivatives on XLA:CPU
+# (models/layers.py; measurements in docs/perf_notes.md, changes 7-9):
+#  - _FastConvT: tap-wise kernel gradient for the wide stride-2 deconvs (28x28 G: 1.8 s -> 0.1 s
+#    at batch 64). The 1-channel output deconvs keep nn.ConvTranspose: there XLA's kernel
+#    gradient is already fast (6-64 ms) and the tap-wise one is slower.
+#  - _FastConvD: XLA's forward and first derivatives, but the second derivatives a gradient
+#    penalty takes (WGAN-GP critics) as ordinary conv kernel gradients instead of XLA's
+#    window-dilated ones (critic gradient with penalty: 6.1 s -> 1.1 s).
+# Explicit `name=`s keep the parameter names of checkpoints written with the Flax modules.
+_FastConvT = functools.partial(layers.FastConvTranspose, kernel_init=init_02)
+_FastConvD = functools.partial(layers.FastConv, kernel_init=init_02, kernel_grad='xla')
 
 
 class Generator64(nn.Module):
@@ -34,10 +46,12 @@ class Generator64(nn.Module):
   def __call__(self, z_BZ: jax.Array, y_B: jax.Array, train: bool) -> jax.Array:
     bn = functools.partial(batch_norm, train, self.axis_name)
     h = z_BZ[:, None, None, :]
-    h = nn.relu(bn()(_ConvT(1024, (4, 4), padding='VALID')(h)))
-    for width in (512, 256, 128):
-      h = nn.relu(bn()(_ConvT(width, (4, 4), strides=(2, 2), padding='SAME')(h)))
-    return jnp.tanh(_ConvT(self.channels, (4, 4), strides=(2, 2), padding='SAME')(h))
+    h = nn.relu(bn()(_ConvT(1024, (4, 4), padding='VALID', name='ConvTranspose_0')(h)))
+    for i, width in enumerate((512, 256, 128), 1):
+      h = _FastConvT(width, (4, 4), strides=(2, 2), name=f'ConvTranspose_{i}')(h)
+      h = nn.relu(bn()(h))
+    return jnp.tanh(_ConvT(self.channels, (4, 4), strides=(2, 2), padding='SAME',
+                           name='ConvTranspose_4')(h))
 
 
 class Discriminator64(nn.Module):
@@ -67,9 +81,11 @@ class Generator28(nn.Module):
     if self.conditional:
       h = jnp.concatenate([h, one_hot(y_B, self.num_classes, h.dtype)], -1)
     h = h[:, None, None, :]
-    h = nn.leaky_relu(bn()(_ConvT(256, (7, 7), padding='VALID')(h)), 0.2)
-    h = nn.leaky_relu(bn()(_ConvT(128, (5, 5), strides=(2, 2), padding='SAME')(h)), 0.2)
-    return jnp.tanh(_ConvT(self.channels, (5, 5), strides=(2, 2), padding='SAME')(h))
+    h = nn.leaky_relu(bn()(_ConvT(256, (7, 7), padding='VALID', name='ConvTranspose_0')(h)), 0.2)
+    h = _FastConvT(128, (5, 5), strides=(2, 2), name='ConvTranspose_1')(h)
+    h = nn.leaky_relu(bn()(h), 0.2)
+    return jnp.tanh(_ConvT(self.channels, (5, 5), strides=(2, 2), padding='SAME',
+                           name='ConvTranspose_2')(h))
 
 
 class Discriminator28(nn.Module):
@@ -82,11 +98,11 @@ class Discriminator28(nn.Module):
   @nn.compact
   def __call__(self, x_BHWC: jax.Array, y_B: jax.Array, train: bool) -> DOutput:
     h = label_maps(x_BHWC, y_B, self.num_classes) if self.conditional else x_BHWC
-    h = nn.leaky_relu(_Conv(128, (5, 5), strides=(2, 2), padding='SAME')(h), 0.2)
-    h = _Conv(256, (5, 5), strides=(2, 2), padding='SAME')(h)
+    h = nn.leaky_relu(_FastConvD(128, (5, 5), strides=(2, 2), name='Conv_0')(h), 0.2)
+    h = _FastConvD(256, (5, 5), strides=(2, 2), name='Conv_1')(h)
     if self.norm == 'batch':
       h = batch_norm(train, self.axis_name)(h)
     elif self.norm == 'layer':
       h = nn.LayerNorm()(h)
     h = nn.leaky_relu(h, 0.2)
-    return DOutput(_Conv(1, (7, 7), padding='VALID')(h).reshape(-1))
+    return DOutput(_FastConvD(1, (7, 7), padding='VALID', name='Conv_2')(h).reshape(-1))
