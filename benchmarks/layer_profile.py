@@ -29,7 +29,8 @@ from cgan_jax.models import layers  # noqa: E402
 _MODELS = flags.DEFINE_list('models', ['g28', 'd28', 'acgan'], 'g28, d28, g64, d64, acgan.')
 _REPS = flags.DEFINE_integer('reps', 5, 'Timed calls per function (median reported).')
 _PATHS = flags.DEFINE_list('paths', ['plain', 'fast'], 'plain: lax as Flax calls it; fast: '
-                           'the layers.py path the models use (same as plain where none).')
+                           'layers.conv with tap-wise kernel gradient / layers.conv_transpose '
+                           '(SAME, stride > 1; plain otherwise).')
 _BATCH = flags.DEFINE_integer('batch', 64, 'Batch size.')
 _DIMS = ('NHWC', 'HWIO', 'NHWC')
 
