@@ -40,7 +40,7 @@ _TORCH = flags.DEFINE_enum('torch', 'auto', ['auto', 'off'],
                            'Time the PyTorch peer too (auto: when torch is importable and '
                            'the config is the infoGAN CGAN).')
 _ABLATE = flags.DEFINE_bool('ablate_conv_transpose', False,
-                             "Also time jax/device with the generator's sub-pixel layer "
+                             "Also time jax/device with the generator's fast (tap-wise kernel gradient) layer "
                              'swapped back to nn.ConvTranspose (docs/perf_notes.md).')
 _JSON = flags.DEFINE_string('json', None, 'Also write the results here as JSON.')
 
@@ -126,7 +126,7 @@ def _jax_runners(config, info, images, labels) -> tuple[dict[str, Callable], flo
     name, xla = make(_PIPELINES.value[0], lambda state, batch: steps.train_step(state, batch))
 
     def run_xla(first: int, n: int) -> float:
-      with unittest.mock.patch.object(infogan, '_SubPixelConvT', infogan._ConvT):
+      with unittest.mock.patch.object(infogan, '_FastConvT', infogan._ConvT):
         return xla(first, n)  # traced (once) with nn.ConvTranspose in the generator
     runners[f'{name}, nn.ConvTranspose'] = run_xla
   return runners, flops

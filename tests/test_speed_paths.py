@@ -66,7 +66,6 @@ def test_fast_conv_transpose_rejects_unsupported_padding():
   with pytest.raises(ValueError, match='SAME'):
     layers.FastConvTranspose(2, (4, 4), (2, 2), padding='VALID').init(
         jax.random.PRNGKey(0), jnp.zeros((1, 3, 3, 1)))
-  assert layers.SubPixelConvTranspose is layers.FastConvTranspose  # infogan.py's name
 
 
 # (kernel, stride, padding, in, out, input size): the 28x28 DCGAN D's layers, the 64x64 D's,

@@ -20,7 +20,7 @@ from cgan_jax.models.common import init_02
 
 # Every conv but the output layer feeds an instance norm, which removes a bias: none.
 _Conv = functools.partial(nn.Conv, kernel_init=init_02, use_bias=False)
-_Up = functools.partial(layers.SubPixelConvTranspose, kernel_size=(3, 3), strides=(2, 2),
+_Up = functools.partial(layers.FastConvTranspose, kernel_size=(3, 3), strides=(2, 2),
                         kernel_init=init_02, use_bias=False)
 
 

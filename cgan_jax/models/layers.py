@@ -250,10 +250,6 @@ class FastConvTranspose(nn.Module):
     return y
 
 
-# The name under which models/infogan.py uses it (its kernel gradient was first written in the
-# sub-pixel form; the tap-wise form measured faster for every layer shape, docs/perf_notes.md).
-SubPixelConvTranspose = FastConvTranspose
-
 
 class FastConv(nn.Module):
   """Drop-in for `nn.Conv(features, kernel_size, strides, padding)` on NHWC images.

@@ -26,9 +26,9 @@ from cgan_jax.models import layers
 from cgan_jax.models.common import batch_norm, init_02
 
 _Conv = functools.partial(nn.Conv, kernel_size=(4, 4), kernel_init=init_02)
-# Sub-pixel kernel gradient for the wide up-convolutions (fast on XLA:CPU, models/layers.py);
+# Tap-wise kernel gradient for the wide up-convolutions (fast on XLA:CPU, models/layers.py);
 # the narrow output layer keeps nn.ConvTranspose, which measured faster there.
-_Up = functools.partial(layers.SubPixelConvTranspose, kernel_size=(4, 4), strides=(2, 2),
+_Up = functools.partial(layers.FastConvTranspose, kernel_size=(4, 4), strides=(2, 2),
                         kernel_init=init_02)
 _UpOut = functools.partial(nn.ConvTranspose, kernel_size=(4, 4), strides=(2, 2),
                            padding='SAME', kernel_init=init_02)
