@@ -46,35 +46,34 @@ _JSON = flags.DEFINE_string('json', None, 'Also write the results here as JSON.'
 
 
 def _load(config):
-  from cgan_jax import input_pipeline
-  info = input_pipeline.DATASETS[input_pipeline.canonical_name(config.dataset)]
-  images, labels = input_pipeline.load_split(info.name, 'train', config.data_dir or None,
-                                             allow_download=config.allow_download)
-  return info, images, labels
+  """The task of the config (any model: noise-to-image or image-to-image) and its train data."""
+  from cgan_jax import tasks
+  task = tasks.build(config)
+  images, labels = task.load('train')
+  return task, images, labels
 
 
-def _jax_runners(config, info, images, labels) -> tuple[dict[str, Callable], float]:
+def _jax_runners(config, task, images, labels) -> tuple[dict[str, Callable], float]:
   """{name: run(first_step, n) -> seconds}, and XLA's FLOP count of one step."""
   import jax
   import numpy as np
-  from cgan_jax import device_input, input_pipeline, parallel, steps
-  from cgan_jax import state as state_lib
+  from cgan_jax import device_input, input_pipeline, parallel
 
   mesh = parallel.make_mesh(config.num_devices)
-  gan = state_lib.build_gan(config, info.num_classes, steps.AXIS)
-  fresh = lambda: jax.device_put(state_lib.init_state(gan, jax.random.PRNGKey(config.seed),
-                                                      info.image_shape), parallel.replicated(mesh))
-  step_fn = parallel.data_parallel(steps.train_step, mesh)  # for the FLOP count
-  spe = input_pipeline.steps_per_epoch(len(images), config.batch_size * gan.d_steps)
+  micro = task.micro_steps
+  fresh = lambda: jax.device_put(task.init_state(jax.random.PRNGKey(config.seed)),
+                                 parallel.replicated(mesh))
+  step_fn = parallel.data_parallel(task.train_step, mesh)  # for the FLOP count
+  spe = input_pipeline.steps_per_epoch(len(images), config.batch_size * micro)
   first_batch = next(input_pipeline.batches(images, labels, global_batch=config.batch_size,
-                                            seed=config.seed, epoch=0, micro_steps=gan.d_steps,
+                                            seed=config.seed, epoch=0, micro_steps=micro,
                                             pipeline='numpy'))
   cost = step_fn.lower(fresh(), parallel.global_batch(first_batch, mesh)).compile().cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   flops = float(cost.get('flops', float('nan')))
   runners = {}
 
-  def host(pipeline: str, train_step=steps.train_step):
+  def host(pipeline: str, train_step=task.train_step):
     state, step_fn = fresh(), parallel.data_parallel(train_step, mesh)
 
     def run(first: int, n: int) -> float:
@@ -82,7 +81,7 @@ def _jax_runners(config, info, images, labels) -> tuple[dict[str, Callable], flo
       epoch, start = divmod(first, spe)
       it = input_pipeline.batches(images, labels, global_batch=config.batch_size,
                                   seed=config.seed, epoch=epoch, start_step=start,
-                                  micro_steps=gan.d_steps, pipeline=pipeline)
+                                  micro_steps=micro, pipeline=pipeline)
       t = time.perf_counter()
       for _, batch in zip(range(n), it):
         state, metrics = step_fn(state, parallel.global_batch(batch, mesh))
@@ -90,11 +89,11 @@ def _jax_runners(config, info, images, labels) -> tuple[dict[str, Callable], flo
       return time.perf_counter() - t
     return run
 
-  def device(steps_per_dispatch: int, train_step=steps.train_step):
+  def device(steps_per_dispatch: int, train_step=task.train_step):
     state = fresh()
     feed = device_input.DeviceFeed(train_step, images, labels, mesh,
                                    global_batch=config.batch_size, seed=config.seed,
-                                   micro_steps=gan.d_steps,
+                                   micro_steps=micro,
                                    steps_per_dispatch=steps_per_dispatch)
 
     def run(first: int, n: int) -> float:
@@ -111,7 +110,7 @@ def _jax_runners(config, info, images, labels) -> tuple[dict[str, Callable], flo
       return time.perf_counter() - t
     return run
 
-  def make(pipeline: str, train_step=steps.train_step):
+  def make(pipeline: str, train_step=task.train_step):
     if not pipeline.startswith('device'):
       return f'jax/{pipeline}', host(pipeline, train_step)
     k = int(pipeline.partition(':')[2] or config.steps_per_dispatch)
@@ -123,7 +122,7 @@ def _jax_runners(config, info, images, labels) -> tuple[dict[str, Callable], flo
   if _ABLATE.value:
     from cgan_jax.models import infogan
     # A fresh function: its own jit cache entry, traced with nn.ConvTranspose.
-    name, xla = make(_PIPELINES.value[0], lambda state, batch: steps.train_step(state, batch))
+    name, xla = make(_PIPELINES.value[0], lambda state, batch: task.train_step(state, batch))
 
     def run_xla(first: int, n: int) -> float:
       with unittest.mock.patch.object(infogan, '_FastConvT', infogan._ConvT):
@@ -158,8 +157,8 @@ def main(argv):
     config.steps_per_dispatch = 1
   import jax
   import numpy as np
-  info, images, labels = _load(config)
-  runners, flops = _jax_runners(config, info, images, labels)
+  task, images, labels = _load(config)
+  runners, flops = _jax_runners(config, task, images, labels)
   torch_run = _torch_runner(config, images, labels)
   if torch_run:
     runners['torch/eager'] = torch_run
