@@ -243,21 +243,37 @@ def test_one_device_and_four_devices_give_the_same_step(recipe):
     np.testing.assert_allclose(x, y, rtol=2e-4, atol=2e-5)
 
 
-def test_pix2pix_step_reduces_l1_on_a_fixed_batch():
-  """The λ·L1 term drives G towards the targets: ten steps on one batch cut L1 clearly."""
+def _pix2pix_l1_curve(l1_weight, steps=10):
+  """L1 per step of pix2pix fitting one fixed batch (target: the negative of the input)."""
+  from configs import default
   config = _small(pix2pix_config.get_config(), batch_size=8)
+  # A larger G step than the recipe's 2e-4, so that ten steps on tiny nets move L1 clearly.
+  config.g_optimizer = default.optimizer('adam', 1e-2, b1=0.5, b2=0.999)
+  config.translation.l1_weight = l1_weight
   task = tasks.build(config)
   mesh = parallel.make_mesh(1)
   state = jax.device_put(task.init_state(jax.random.PRNGKey(0)), parallel.replicated(mesh))
   step = parallel.data_parallel(task.train_step, mesh)
   pairs = _random_pairs(8)
-  pairs[..., 1] = 255 - pairs[..., 0]  # target: the negative of the input
+  pairs[..., 1] = 255 - pairs[..., 0]
   batch = parallel.global_batch({'image': pairs[None], 'label': np.zeros((1, 8), np.int32)}, mesh)
   l1 = []
-  for _ in range(10):
+  for _ in range(steps):
     state, metrics = step(state, batch)
     l1.append(float(metrics['l1']))
-  assert l1[-1] < 0.6 * l1[0], l1
+  return l1
+
+
+def test_pix2pix_l1_term_drives_g_towards_the_targets():
+  """With λ = 100 ten steps on one batch cut L1 clearly; with λ = 0 (GAN loss alone) they do not.
+
+  Measured: λ = 100: 0.507 -> 0.351; λ = 0: 0.507 -> 0.637.
+  """
+  with_l1 = _pix2pix_l1_curve(100.0)
+  without = _pix2pix_l1_curve(0.0)
+  assert with_l1[-1] < 0.8 * with_l1[0], with_l1
+  assert without[-1] > 0.9 * without[0], without
+  assert with_l1[-1] < without[-1] - 0.05, (with_l1, without)
 
 
 def test_cyclegan_learning_rate_decays_linearly_over_the_second_half():
