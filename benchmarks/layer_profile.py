@@ -1,6 +1,6 @@
 """Per-layer CPU profile of the DCGAN-family convolutions: forward, input gradient, kernel gradient.
 
-  python benchmarks/layer_profile.py [--models=g28,d28,g64,d64,acgan] [--reps=5] [--paths=plain,fast]
+  python benchmarks/layer_profile.py [--models=g28,d28,g64,d64,acgan,infogan] [--reps=5] [--paths=plain,fast]
 
 Each conv layer of the named models is timed in isolation at its training shape (batch 64):
 three separately jitted functions (y = f(x, k); dx = vjp_x(g); dk = vjp_k(g)), each the median
@@ -26,7 +26,7 @@ sys.path.insert(0, ROOT)
 
 from cgan_jax.models import layers  # noqa: E402
 
-_MODELS = flags.DEFINE_list('models', ['g28', 'd28', 'acgan'], 'g28, d28, g64, d64, acgan.')
+_MODELS = flags.DEFINE_list('models', ['g28', 'd28', 'acgan'], 'g28, d28, g64, d64, acgan, infogan.')
 _REPS = flags.DEFINE_integer('reps', 5, 'Timed calls per function (median reported).')
 _PATHS = flags.DEFINE_list('paths', ['plain', 'fast'], 'plain: lax as Flax calls it; fast: '
                            'layers.conv with tap-wise kernel gradient / layers.conv_transpose '
@@ -65,6 +65,8 @@ LAYERS = {
     'd64': [('conv', 4, 2, 'SAME', 1, 128, 64), ('conv', 4, 2, 'SAME', 128, 256, 32),
             ('conv', 4, 2, 'SAME', 256, 512, 16), ('conv', 4, 2, 'SAME', 512, 1024, 8),
             ('conv', 4, 1, 'VALID', 1024, 1, 4)],
+    'infogan': [('convT', 4, 2, 'SAME', 128, 64, 7), ('convT', 4, 2, 'SAME', 64, 1, 14),
+                ('conv', 4, 2, 'SAME', 11, 64, 28), ('conv', 4, 2, 'SAME', 64, 128, 14)],
     'acgan': [('conv', 3, 1, 'SAME', 128, 128, 14), ('conv', 3, 1, 'SAME', 128, 64, 28),
               ('conv', 3, 1, 'SAME', 64, 1, 28), ('conv', 3, 2, 'SAME', 1, 16, 28),
               ('conv', 3, 2, 'SAME', 16, 32, 14), ('conv', 3, 2, 'SAME', 32, 64, 8),
