@@ -35,7 +35,7 @@ test: setup data
 test-fast: setup data
 	$(PY) -m pytest -q -m "not slow"; rc=$$?; [ $$rc -ne 5 ] && exit $$rc || exit 1
 
-# The conv recipes' learning checks of the GAN family (opt-in; about an hour on 2 CPU cores).
+# The conv recipes' learning checks of the GAN family (opt-in; about 1.5 hours on 2 CPU cores).
 test-learning: setup data
 	$(PY) -m pytest -q -s -m family_learning; rc=$$?; [ $$rc -ne 5 ] && exit $$rc || exit 1
 
