@@ -75,7 +75,8 @@ def _score(judge, gan, state, conditional):
 
 
 # In CI (slow-marked, ~12 minutes together on the AVX-512 CI CPU): the recipes whose verified
-# budget is cheap on a 2-core CPU. The others are opt-in (`make test-learning`, marker family_learning).
+# budget is cheap on a 2-core CPU. The others are opt-in (`make test-learning`, marker
+# family_learning).
 IN_CI = {'gan', 'gan_mlp', 'cgan_mlp_concat', 'cgan_mlp_embed', 'cdcgan', 'wgan_gp'}
 
 

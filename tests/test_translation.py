@@ -15,6 +15,7 @@ from cgan_jax import translation_steps as ts
 from cgan_jax.errors import UserError
 from cgan_jax.models import cyclegan, pix2pix
 from configs import cyclegan as cyclegan_config
+from configs import default
 from configs import pix2pix as pix2pix_config
 from conftest import run_script
 from test_train_e2e import _checkpoint_steps
@@ -227,7 +228,6 @@ def test_one_device_and_four_devices_give_the_same_step(recipe):
   AVX-512 machine: 1e-4 apart after 3 steps), SGD keeps the difference at the gradients'.
   At lr 1e-3 the three steps move every leaf by 8e-5 .. 3e-3 (well above the tolerance).
   """
-  from configs import default
   config = _small(recipe.get_config(), batch_size=8)
   config.g_optimizer = default.optimizer('sgd', 1e-3)
   config.d_optimizer = default.optimizer('sgd', 1e-3)
@@ -251,7 +251,6 @@ def test_one_device_and_four_devices_give_the_same_step(recipe):
 
 def _pix2pix_l1_curve(l1_weight, steps=10):
   """L1 per step of pix2pix fitting one fixed batch (target: the negative of the input)."""
-  from configs import default
   config = _small(pix2pix_config.get_config(), batch_size=8)
   # A larger G step than the recipe's 2e-4, so that ten steps on tiny nets move L1 clearly.
   config.g_optimizer = default.optimizer('adam', 1e-2, b1=0.5, b2=0.999)
@@ -284,7 +283,6 @@ def test_pix2pix_l1_term_drives_g_towards_the_targets():
 
 def test_cyclegan_learning_rate_decays_linearly_over_the_second_half():
   """The recipe's optimizers follow the schedule, step by step (SGD: update = -lr·grad)."""
-  from configs import default
   config = _small(cyclegan_config.get_config(), num_epochs=4)
   config.g_optimizer = default.optimizer('sgd', 2e-4)
   tx = tasks.build(config, steps_per_epoch=10).spec.g_tx  # 40 steps, decay over 20..40
