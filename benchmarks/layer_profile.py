@@ -45,12 +45,12 @@ def conv_plain(x, k, s, padding):
 
 def conv_t_fast(x, k, s, padding):
   if padding == 'SAME' and s > 1:
-    return layers.conv_transpose(x, k, (s, s))
+    return layers.conv_transpose(x, k, (s, s), 'taps')
   return conv_t_plain(x, k, s, padding)
 
 
 def conv_fast(x, k, s, padding):
-  return layers.conv(x, k, (s, s), padding, True)
+  return layers.conv(x, k, (s, s), padding, 'taps')
 
 
 # name: (kind, kernel, stride, padding, cin, cout, input H=W)

@@ -17,7 +17,7 @@ import numpy as np
 from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from cgan_jax import input_pipeline
+from cgan_jax import input_pipeline, parallel
 from cgan_jax.steps import AXIS
 
 StepFn = Callable  # (state, batch) -> (state, metrics), per device
@@ -68,9 +68,9 @@ def multi_step(step_fn: StepFn, mesh: Mesh, max_steps: int) -> Callable:
 
     return lax.fori_loop(0, num_steps, body, (state, buffers))
 
-  sharded = jax.shard_map(one if max_steps == 1 else run, mesh=mesh,
-                          in_specs=(P(), P(), P(), P(None, None, AXIS), P(), P()),
-                          out_specs=(P(), P()))
+  sharded = parallel.per_device(one if max_steps == 1 else run, mesh,
+                               in_specs=(P(), P(), P(), P(None, None, AXIS), P(), P()),
+                               out_specs=(P(), P()))
   return jax.jit(sharded, donate_argnums=(0,))
 
 

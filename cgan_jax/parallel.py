@@ -27,10 +27,24 @@ def data_sharded(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, BATCH_SPEC)
 
 
+def per_device(fn: Callable, mesh: Mesh, in_specs, out_specs) -> Callable:
+  """`fn` written per device (collectives over AXIS), run over the mesh.
+
+  Several devices: `jax.shard_map`. One device: the same function under a size-1 `vmap`
+  named AXIS, so its pmeans and axis_index still mean what they mean per device, but no
+  all-reduce is compiled (shard_map's autodiff leaves one per gradient in the 1-device
+  step; tests/test_speed_paths.py checks the HLO). Outputs must be replicated (P()) or
+  per-example along the batch axis; both are the same array on one device.
+  """
+  if mesh.size > 1:
+    return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs)
+  lane = jax.vmap(fn, in_axes=None, out_axes=0, axis_name=AXIS, axis_size=1)
+  return lambda *args: jax.tree.map(lambda x: x[0], lane(*args))
+
+
 def data_parallel(step_fn: Callable, mesh: Mesh, donate: bool = True) -> Callable:
-  """jit(shard_map(step_fn)): replicated state, batch split along its batch axis (1)."""
-  sharded = jax.shard_map(step_fn, mesh=mesh, in_specs=(P(), BATCH_SPEC),
-                          out_specs=(P(), P()))
+  """jit(per-device step_fn): replicated state, batch split along its batch axis (1)."""
+  sharded = per_device(step_fn, mesh, in_specs=(P(), BATCH_SPEC), out_specs=(P(), P()))
   return jax.jit(sharded, donate_argnums=(0,) if donate else ())
 
 

@@ -14,7 +14,7 @@ its batch statistics over the same axis. N devices thus compute what one device 
 on the whole global batch.
 """
 
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -66,17 +66,38 @@ def apply_train(net, params, stats, *args, rng: jax.Array) -> tuple[Any, Any]:
   return out, new_vars.get('batch_stats', stats)
 
 
-def d_step(state: GANState, x_BHWC: jax.Array, y_B: jax.Array, z_BZ: jax.Array,
+def generate(state: GANState, z_BZ: jax.Array, y_B: jax.Array, rng: jax.Array):
+  """G(z, y) in training mode: (images, G's updated BatchNorm statistics)."""
+  return apply_train(state.gan.generator, state.g_params, state.g_stats, z_BZ, y_B, rng=rng)
+
+
+def generate_with_vjp(state: GANState, z_BZ: jax.Array, y_B: jax.Array, rng: jax.Array):
+  """G(z, y) with its pullback: (images, images' cotangent -> grads of g_params, G's stats).
+
+  The step's one G forward: D's update reads the images, G's first update pulls its loss's
+  gradient back through the same forward (as a PyTorch loop does with one `fake` tensor).
+  """
+  def forward(g_params):
+    return apply_train(state.gan.generator, g_params, state.g_stats, z_BZ, y_B, rng=rng)
+
+  fake_BHWC, pullback, g_stats = jax.vjp(forward, state.g_params, has_aux=True)
+  return fake_BHWC, lambda ct: pullback(ct)[0], g_stats
+
+
+def fakes_rng(d_rng: jax.Array) -> jax.Array:
+  """The dropout key of the G forward whose images a D update with key `d_rng` reads."""
+  return jax.random.split(d_rng, 4)[0]
+
+
+def d_step(state: GANState, x_BHWC: jax.Array, y_B: jax.Array, fake_BHWC: jax.Array,
            rng: jax.Array) -> tuple[GANState, Metrics]:
-  """One discriminator update on real x and G(z, y); G's parameters are untouched.
+  """One discriminator update on real x and fakes G(z, y) (constants here); G is untouched.
 
   L_D = loss.d(D(x), D(G(z))) + aux.d(classes) + λ·GP, then D's weights are projected by
   gan.d_constraint (WGAN's clipping; identity for other GANs).
   """
   gan = state.gan
-  g_rng, real_rng, fake_rng, gp_rng = jax.random.split(rng, 4)
-  fake_BHWC, _ = apply_train(gan.generator, state.g_params, state.g_stats, z_BZ, y_B,
-                             rng=g_rng)
+  _, real_rng, fake_rng, gp_rng = jax.random.split(rng, 4)  # [0]: G's, see `fakes_rng`
   fake_BHWC = lax.stop_gradient(fake_BHWC)
 
   def loss_fn(d_params):
@@ -110,33 +131,52 @@ def d_step(state: GANState, x_BHWC: jax.Array, y_B: jax.Array, z_BZ: jax.Array,
   return state.replace(d_params=d_params, d_stats=stats, d_opt=d_opt), metrics
 
 
+def g_loss_of_fakes(state: GANState, fake_BHWC: jax.Array, y_B: jax.Array,
+                    rng: jax.Array) -> jax.Array:
+  """L_G = loss.g(D(G(z))) + aux.g(classes of G(z)), through the current D (its statistics
+  are not updated), averaged over the global batch."""
+  gan = state.gan
+  fake, _ = apply_train(gan.discriminator, state.d_params, state.d_stats, fake_BHWC, y_B,
+                        rng=rng)
+  return lax.pmean(gan.loss.g(fake.logits) + gan.aux.g(fake.class_logits, y_B), AXIS)
+
+
+def apply_g_grads(state: GANState, grads, g_stats) -> GANState:
+  updates, g_opt = state.gan.g_tx.update(grads, state.g_opt, state.g_params)
+  return state.replace(g_params=optax.apply_updates(state.g_params, updates), g_stats=g_stats,
+                       g_opt=g_opt)
+
+
+def g_step_on_fakes(state: GANState, fake_BHWC: jax.Array, pullback: Callable, g_stats,
+                    y_B: jax.Array, rng: jax.Array) -> tuple[GANState, Metrics]:
+  """One generator update from an existing forward G(z) and its pullback (no G forward)."""
+  _, d_rng = jax.random.split(rng)  # as in `g_step`
+  loss, ct_BHWC = jax.value_and_grad(
+      lambda fake: g_loss_of_fakes(state, fake, y_B, d_rng))(fake_BHWC)
+  return apply_g_grads(state, pullback(ct_BHWC), g_stats), {'g_loss': loss}
+
+
 def g_step(state: GANState, y_B: jax.Array, z_BZ: jax.Array,
            rng: jax.Array) -> tuple[GANState, Metrics]:
-  """One generator update through the current D; D's parameters and statistics are untouched.
-
-  L_G = loss.g(D(G(z))) + aux.g(classes of G(z)).
-  """
-  gan = state.gan
+  """One generator update through the current D, running G again; D is untouched."""
   g_rng, d_rng = jax.random.split(rng)
 
   def loss_fn(g_params):
-    fake_BHWC, stats = apply_train(gan.generator, g_params, state.g_stats, z_BZ, y_B, rng=g_rng)
-    fake, _ = apply_train(gan.discriminator, state.d_params, state.d_stats, fake_BHWC, y_B,
-                   rng=d_rng)
-    loss = gan.loss.g(fake.logits) + gan.aux.g(fake.class_logits, y_B)
-    return lax.pmean(loss, AXIS), stats
+    fake_BHWC, stats = generate(state.replace(g_params=g_params), z_BZ, y_B, g_rng)
+    return g_loss_of_fakes(state, fake_BHWC, y_B, d_rng), stats
 
   (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g_params)
-  updates, g_opt = gan.g_tx.update(grads, state.g_opt, state.g_params)
-  return state.replace(g_params=optax.apply_updates(state.g_params, updates), g_stats=stats,
-                       g_opt=g_opt), {'g_loss': loss}
+  return apply_g_grads(state, grads, stats), {'g_loss': loss}
 
 
 def train_step(state: GANState, batch: Batch) -> tuple[GANState, Metrics]:
   """gan.d_steps D updates (one per minibatch of `batch`), then gan.g_steps G updates.
 
   The G updates reuse the labels and noise of the last D update (the recipes' "same z"),
-  so with d_steps = g_steps = 1 this is the classic alternating step on one batch.
+  so with d_steps = g_steps = 1 this is the classic alternating step on one batch. G runs
+  forward once per D update; the first G update reuses the last one's forward (G's
+  parameters have not changed since) and pulls its gradient back through it; only further
+  G updates (g_steps > 1) run G again.
   """
   gan = state.gan
   images_SBHWC, labels_SB = batch['image'], batch['label']
@@ -144,21 +184,25 @@ def train_step(state: GANState, batch: Batch) -> tuple[GANState, Metrics]:
   z_key, d_key, g_key = jax.random.split(key, 3)
   batch_size = labels_SB.shape[1]
 
-  def critic_update(state, inputs):
-    i, image_BHWC, y_B = inputs
-    z_BZ = sample_latents(gan, jax.random.fold_in(z_key, i), batch_size)
-    state, metrics = d_step(state, to_pixel_range(image_BHWC, gan), y_B, z_BZ,
-                            jax.random.fold_in(d_key, i))
-    return state, (metrics, z_BZ)
-
   # A Python loop, not lax.scan: XLA:CPU ran the D update 6-8x slower inside a while loop
   # (docs/perf_notes.md). d_steps is static and small, so this only unrolls the trace.
   d_metrics = []
   for i in range(gan.d_steps):
-    state, (m, z_BZ) = critic_update(state, (i, images_SBHWC[i], labels_SB[i]))
+    z_BZ = sample_latents(gan, jax.random.fold_in(z_key, i), batch_size)
+    y_B = labels_SB[i]
+    d_rng = jax.random.fold_in(d_key, i)
+    if i == gan.d_steps - 1 and gan.g_steps:  # its G forward serves G's first update
+      fake_BHWC, pullback, g_stats = generate_with_vjp(state, z_BZ, y_B, fakes_rng(d_rng))
+    else:
+      fake_BHWC, _ = generate(state, z_BZ, y_B, fakes_rng(d_rng))
+    state, m = d_step(state, to_pixel_range(images_SBHWC[i], gan), y_B, fake_BHWC, d_rng)
     d_metrics.append(m)
   g_metrics = {}
   for j in range(gan.g_steps):
-    state, g_metrics = g_step(state, labels_SB[-1], z_BZ, jax.random.fold_in(g_key, j))
+    g_rng = jax.random.fold_in(g_key, j)
+    if j == 0:
+      state, g_metrics = g_step_on_fakes(state, fake_BHWC, pullback, g_stats, y_B, g_rng)
+    else:
+      state, g_metrics = g_step(state, y_B, z_BZ, g_rng)
   metrics = {**jax.tree.map(lambda *m: jnp.mean(jnp.stack(m), 0), *d_metrics), **g_metrics}
   return state.replace(step=state.step + 1), metrics

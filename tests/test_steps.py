@@ -46,7 +46,8 @@ def _same(a, b) -> bool:
 def _d_only(state, batch):
   x = steps.to_pixel_range(batch['image'][0], state.gan)
   z = steps.sample_latents(state.gan, state.rng, x.shape[0])
-  return steps.d_step(state, x, batch['label'][0], z, state.rng)
+  fake, _ = steps.generate(state, z, batch['label'][0], state.rng)
+  return steps.d_step(state, x, batch['label'][0], fake, state.rng)
 
 
 def _g_only(state, batch):

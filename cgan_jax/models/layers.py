@@ -99,12 +99,33 @@ def _varying_axes(a: jax.Array) -> frozenset:
   return frozenset(manual.varying if manual is not None else getattr(aval, 'vma', ()))
 
 
-def _kernel_grad(x_BHWC, g_BHWO, kernel_HWIO, strides, padding, taps: bool):
-  """conv's kernel gradient: tap-wise dots (`taps`) or XLA's own (faster for some shapes)."""
-  if taps:
-    return _like_primal(
-        conv_kernel_grad(x_BHWC, g_BHWO, kernel_HWIO.shape[:2], strides, padding), kernel_HWIO)
-  return jax.vjp(lambda k: _xla_conv(x_BHWC, k, strides, padding), kernel_HWIO)[1](g_BHWO)[0]
+KERNEL_GRADS = ('auto', 'taps', 'xla')
+
+
+def on_cpu_only(cpu_rule: Callable, xla_rule: Callable, mode: str, *args):
+  """`cpu_rule(*args)` where it helps, else XLA's own derivative `xla_rule(*args)`.
+
+  mode 'taps' / 'xla' force one rule on every backend; 'auto' stages both out with
+  `lax.platform_dependent`, so the choice is made when the step is lowered for its
+  platform: the tap-wise rule on XLA:CPU, XLA's own (cuDNN's backward kernels on a GPU,
+  the TPU compiler's) everywhere else. The parameters are the same in every mode.
+  """
+  if mode == 'taps':
+    return cpu_rule(*args)
+  if mode == 'xla':
+    return xla_rule(*args)
+  return lax.platform_dependent(*args, cpu=cpu_rule, default=xla_rule)
+
+
+def _kernel_grad(x_BHWC, g_BHWO, kernel_HWIO, strides, padding, mode: str):
+  """conv's kernel gradient: tap-wise dots (on CPU, see `on_cpu_only`) or XLA's own."""
+  def taps(x, g, k):
+    return _like_primal(conv_kernel_grad(x, g, k.shape[:2], strides, padding), k)
+
+  def xla(x, g, k):
+    return jax.vjp(lambda k: _xla_conv(x, k, strides, padding), k)[1](g)[0]
+
+  return on_cpu_only(taps, xla, mode, x_BHWC, g_BHWO, kernel_HWIO)
 
 
 # The input gradient of `conv`, as its own custom_vjp. XLA computes its value (fast). Its
@@ -114,20 +135,20 @@ def _kernel_grad(x_BHWC, g_BHWO, kernel_HWIO, strides, padding, taps: bool):
 # (and the derivative w.r.t. g is conv(c, K)). x is an argument only for its shape (the value
 # does not depend on it: zero derivative).
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
-def _conv_input_grad(x_BHWC, g_BHWO, kernel_HWIO, strides, padding, taps):
+def _conv_input_grad(x_BHWC, g_BHWO, kernel_HWIO, strides, padding, mode):
   return jax.vjp(lambda x: _xla_conv(x, kernel_HWIO, strides, padding), x_BHWC)[1](g_BHWO)[0]
 
 
-def _conv_input_grad_fwd(x_BHWC, g_BHWO, kernel_HWIO, strides, padding, taps):
-  return (_conv_input_grad(x_BHWC, g_BHWO, kernel_HWIO, strides, padding, taps),
+def _conv_input_grad_fwd(x_BHWC, g_BHWO, kernel_HWIO, strides, padding, mode):
+  return (_conv_input_grad(x_BHWC, g_BHWO, kernel_HWIO, strides, padding, mode),
           (x_BHWC, g_BHWO, kernel_HWIO))
 
 
-def _conv_input_grad_bwd(strides, padding, taps, residuals, c_BHWC):
+def _conv_input_grad_bwd(strides, padding, mode, residuals, c_BHWC):
   x_BHWC, g_BHWO, kernel_HWIO = residuals
   return (jnp.zeros_like(x_BHWC),
-          conv(c_BHWC, kernel_HWIO, strides, padding, taps),
-          _kernel_grad(c_BHWC, g_BHWO, kernel_HWIO, strides, padding, taps))
+          conv(c_BHWC, kernel_HWIO, strides, padding, mode),
+          _kernel_grad(c_BHWC, g_BHWO, kernel_HWIO, strides, padding, mode))
 
 
 _conv_input_grad.defvjp(_conv_input_grad_fwd, _conv_input_grad_bwd)
@@ -135,21 +156,21 @@ _conv_input_grad.defvjp(_conv_input_grad_fwd, _conv_input_grad_bwd)
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def conv(x_BHWC: jax.Array, kernel_HWIO: jax.Array, strides: tuple[int, ...],
-         padding: Padding, taps: bool) -> jax.Array:
+         padding: Padding, mode: str = 'auto') -> jax.Array:
   """lax.conv_general_dilated (NHWC) with XLA's forward and input gradient; the kernel gradient
-  is tap-wise dots if `taps`, else XLA's; second derivatives through the input gradient are
-  conv / kernel gradients again (see `_conv_input_grad`)."""
+  is tap-wise dots or XLA's by `mode` (see `on_cpu_only`); second derivatives through the
+  input gradient are conv / kernel gradients again (see `_conv_input_grad`)."""
   return _xla_conv(x_BHWC, kernel_HWIO, strides, padding)
 
 
-def _conv_fwd(x_BHWC, kernel_HWIO, strides, padding, taps):
+def _conv_fwd(x_BHWC, kernel_HWIO, strides, padding, mode):
   return _xla_conv(x_BHWC, kernel_HWIO, strides, padding), (x_BHWC, kernel_HWIO)
 
 
-def _conv_bwd(strides, padding, taps, residuals, g_BHWO):
+def _conv_bwd(strides, padding, mode, residuals, g_BHWO):
   x_BHWC, kernel_HWIO = residuals
-  return (_conv_input_grad(x_BHWC, g_BHWO, kernel_HWIO, strides, padding, taps),
-          _kernel_grad(x_BHWC, g_BHWO, kernel_HWIO, strides, padding, taps))
+  return (_conv_input_grad(x_BHWC, g_BHWO, kernel_HWIO, strides, padding, mode),
+          _kernel_grad(x_BHWC, g_BHWO, kernel_HWIO, strides, padding, mode))
 
 
 conv.defvjp(_conv_fwd, _conv_bwd)
@@ -200,22 +221,29 @@ def _xla_conv_transpose(x_BHWC, kernel_HWIO, strides):
   return lax.conv_transpose(x_BHWC, kernel_HWIO, strides, 'SAME', dimension_numbers=_DIMS)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def conv_transpose(x_BHWC: jax.Array, kernel_HWIO: jax.Array,
-                   strides: tuple[int, ...]) -> jax.Array:
-  """'SAME' transposed convolution: XLA's forward and input gradient, tap-wise kernel gradient."""
+                   strides: tuple[int, ...], mode: str = 'auto') -> jax.Array:
+  """'SAME' transposed convolution: XLA's forward and input gradient; the kernel gradient is
+  tap-wise dots on CPU (`mode`, see `on_cpu_only`), XLA's own elsewhere."""
   return _xla_conv_transpose(x_BHWC, kernel_HWIO, strides)
 
 
-def _conv_transpose_fwd(x_BHWC, kernel_HWIO, strides):
+def _conv_transpose_fwd(x_BHWC, kernel_HWIO, strides, mode):
   return _xla_conv_transpose(x_BHWC, kernel_HWIO, strides), (x_BHWC, kernel_HWIO)
 
 
-def _conv_transpose_bwd(strides, residuals, g):
+def _conv_transpose_bwd(strides, mode, residuals, g):
   x_BHWC, kernel_HWIO = residuals
   _, x_vjp = jax.vjp(lambda x: _xla_conv_transpose(x, kernel_HWIO, strides), x_BHWC)
-  return x_vjp(g)[0], _like_primal(
-      conv_transpose_kernel_grad(x_BHWC, g, kernel_HWIO.shape[:2], strides), kernel_HWIO)
+
+  def taps(x, g, k):
+    return _like_primal(conv_transpose_kernel_grad(x, g, k.shape[:2], strides), k)
+
+  def xla(x, g, k):
+    return jax.vjp(lambda k: _xla_conv_transpose(x, k, strides), k)[1](g)[0]
+
+  return x_vjp(g)[0], on_cpu_only(taps, xla, mode, x_BHWC, g, kernel_HWIO)
 
 
 conv_transpose.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
@@ -224,10 +252,17 @@ conv_transpose.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
 # ---------------------------------------------------------------------------------------------
 # Flax modules.
 
+def _check_mode(mode: str) -> None:
+  if mode not in KERNEL_GRADS:
+    raise ValueError(f'kernel_grad must be one of {KERNEL_GRADS}, not {mode!r}')
+
+
 class FastConvTranspose(nn.Module):
   """Drop-in for `nn.ConvTranspose(features, kernel_size, strides, padding='SAME')`.
 
   2-D, 'SAME' padding, no kernel dilation, transpose_kernel=False (Flax's defaults) only.
+  kernel_grad: 'auto' (tap-wise dots on CPU, XLA's own elsewhere), 'taps' or 'xla' (forced).
+  dtype: the computation's dtype (None: the input's); parameters stay `param_dtype`.
   """
   features: int
   kernel_size: Sequence[int]
@@ -237,26 +272,31 @@ class FastConvTranspose(nn.Module):
   kernel_init: Initializer = nn.initializers.lecun_normal()
   bias_init: Initializer = nn.initializers.zeros_init()
   param_dtype: Any = jnp.float32
+  dtype: Any = None
+  kernel_grad: str = 'auto'
 
   @nn.compact
   def __call__(self, x_BHWC: jax.Array) -> jax.Array:
+    _check_mode(self.kernel_grad)
     if self.padding != 'SAME' or len(self.kernel_size) != 2:
       raise ValueError('FastConvTranspose supports 2-D kernels and padding="SAME" only')
     kernel = self.param('kernel', self.kernel_init,
                         (*self.kernel_size, x_BHWC.shape[-1], self.features), self.param_dtype)
-    y = conv_transpose(x_BHWC, kernel.astype(x_BHWC.dtype), tuple(self.strides))
+    dtype = self.dtype or x_BHWC.dtype
+    y = conv_transpose(x_BHWC.astype(dtype), kernel.astype(dtype), tuple(self.strides),
+                       self.kernel_grad)
     if self.use_bias:
-      y = y + self.param('bias', self.bias_init, (self.features,), self.param_dtype)
+      y = y + self.param('bias', self.bias_init, (self.features,), self.param_dtype).astype(dtype)
     return y
-
 
 
 class FastConv(nn.Module):
   """Drop-in for `nn.Conv(features, kernel_size, strides, padding)` on NHWC images.
 
   2-D, padding 'SAME' / 'VALID' / explicit pairs, no dilation, feature_group_count 1 only.
-  kernel_grad: 'taps' (tap-wise dots) or 'xla' (XLA's own kernel gradient, which is fast for
-  some shapes; the layer then differs from nn.Conv only in its second derivatives).
+  kernel_grad: 'auto' (tap-wise dots on CPU, XLA's own elsewhere), 'taps', or 'xla' (XLA's
+  own kernel gradient everywhere, which is fast on CPU for some shapes too; the layer then
+  differs from nn.Conv only in its second derivatives). dtype: as FastConvTranspose's.
   """
   features: int
   kernel_size: Sequence[int]
@@ -266,19 +306,20 @@ class FastConv(nn.Module):
   kernel_init: Initializer = nn.initializers.lecun_normal()
   bias_init: Initializer = nn.initializers.zeros_init()
   param_dtype: Any = jnp.float32
-  kernel_grad: str = 'taps'
+  dtype: Any = None
+  kernel_grad: str = 'auto'
 
   @nn.compact
   def __call__(self, x_BHWC: jax.Array) -> jax.Array:
-    if self.kernel_grad not in ('taps', 'xla'):
-      raise ValueError(f'kernel_grad must be "taps" or "xla", not {self.kernel_grad!r}')
+    _check_mode(self.kernel_grad)
     if len(self.kernel_size) != 2 or x_BHWC.ndim != 4:
       raise ValueError('FastConv supports 2-D kernels on (B, H, W, C) inputs only')
     kernel = self.param('kernel', self.kernel_init,
                         (*self.kernel_size, x_BHWC.shape[-1], self.features), self.param_dtype)
     padding = self.padding if isinstance(self.padding, str) else tuple(map(tuple, self.padding))
-    y = conv(x_BHWC, kernel.astype(x_BHWC.dtype), tuple(self.strides), padding,
-             self.kernel_grad == 'taps')
+    dtype = self.dtype or x_BHWC.dtype
+    y = conv(x_BHWC.astype(dtype), kernel.astype(dtype), tuple(self.strides), padding,
+             self.kernel_grad)
     if self.use_bias:
-      y = y + self.param('bias', self.bias_init, (self.features,), self.param_dtype)
+      y = y + self.param('bias', self.bias_init, (self.features,), self.param_dtype).astype(dtype)
     return y
