@@ -1,17 +1,28 @@
 """A thin wrapper over orbax's CheckpointManager: the training state plus a JSON record of
-the config that produced it (so resume, eval and generate can check and rebuild it)."""
+the config that produced it (so resume, eval and generate can check and rebuild it).
+
+Faults: a save that fails (disk full, permission lost) raises CheckpointWriteError naming
+the step and the intact earlier checkpoints (orbax deletes old checkpoints only after a new
+one is committed). Reading the latest checkpoint (`step=None`) skips damaged ones, loudly,
+for the newest that restores; `set_aside` moves damaged ones out of orbax's reach (its
+clean-up and a re-save of the same step), byte for byte.
+"""
 
 import os
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import flax.serialization
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
 
-from cgan_jax.errors import UserError
+from cgan_jax import checkpoint_faults as faults
+from cgan_jax.errors import CheckpointDamaged, CheckpointWriteError, UserError
 from cgan_jax.state import GANState
 
 FORMAT_VERSION = 1
+DAMAGED_SUBDIR = 'damaged_checkpoints'  # where the trainer moves checkpoints that fail to read
+T = TypeVar('T')
 
 
 class Checkpointer:
@@ -20,7 +31,11 @@ class Checkpointer:
   def __init__(self, workdir: str, max_to_keep: int = 3, read_only: bool = False,
                subdir: str = 'checkpoints', best_metric: str | None = None):
     """`best_metric`: keep the `max_to_keep` checkpoints with the lowest such metric."""
-    self.directory = os.path.join(os.path.abspath(workdir), subdir)
+    self.workdir = os.path.abspath(workdir)
+    self.directory = os.path.join(self.workdir, subdir)
+    self.damaged: dict[int, CheckpointDamaged] = {}  # found by the reads so far, by step
+    self._pending: int | None = None  # the step of a save still being written
+    self._write_failed = False
     if read_only and not os.path.isdir(self.directory):
       raise UserError(f'no checkpoints in {workdir} (expected {self.directory}); '
                       'train first with train.py --workdir=...')
@@ -43,53 +58,148 @@ class Checkpointer:
   def all_steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
 
+  # Writing.
+
   def save(self, state: GANState, meta: dict[str, Any],
            metrics: dict[str, float] | None = None) -> int:
     """Saves at `state.step` (asynchronously); returns that step."""
+    self.wait()  # a failure of the previous save is reported as that step's
     step = int(jax.device_get(state.step))
     meta = {**meta, 'format_version': FORMAT_VERSION, 'step': step}
-    self._manager.save(step, metrics=metrics, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(flax.serialization.to_state_dict(state)),
-        meta=ocp.args.JsonSave(meta)))
+    try:
+      self._manager.save(step, metrics=metrics, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(flax.serialization.to_state_dict(state)),
+          meta=ocp.args.JsonSave(meta)))
+    except Exception as e:  # noqa: BLE001 - orbax and TensorStore raise many kinds
+      raise self._write_error(step, e) from e
+    self._pending = step
     return step
 
+  def wait(self) -> None:
+    """Blocks until the pending save is on disk; CheckpointWriteError if it failed."""
+    try:
+      self._manager.wait_until_finished()
+    except Exception as e:  # noqa: BLE001
+      if self._write_failed:
+        return  # orbax re-raises a failed save at every wait: it was reported once
+      self._write_failed = True
+      step, self._pending = self._pending, None
+      raise self._write_error(step, e) from e
+    self._pending = None
+
+  def _write_error(self, step: int | None, e: BaseException) -> CheckpointWriteError:
+    try:
+      intact = [s for s in self._manager.all_steps(read=True) if s != step]
+    except Exception:  # noqa: BLE001 - the directory itself may be gone
+      intact = []
+    kept = (f'the earlier checkpoints are intact (steps {", ".join(map(str, sorted(intact)))} '
+            f'in {self.directory})' if intact else 'no earlier checkpoint exists')
+    where = self.path(step) if step is not None else self.directory
+    return CheckpointWriteError(f'cannot write checkpoint step {step} to {where}: '
+                                f'{faults.root_cause(e)}; training stopped; {kept}')
+
+  # Reading.
+
   def restore_meta(self, step: int | None = None) -> dict[str, Any]:
-    step = self._latest_or(step)
+    """The JSON record of `step`, or of the newest checkpoint whose record reads."""
+    return self._read(step, self._read_meta)
+
+  def restore_state(self, template: GANState, step: int | None = None) -> GANState:
+    """Restores into the structure, dtypes and shardings of `template` (`step=None`: the
+    newest checkpoint that restores)."""
+    return self._read(step, lambda s: self._read_state(template, s))
+
+  def _read_meta(self, step: int) -> dict[str, Any]:
     try:
       return self._manager.restore(step, args=ocp.args.Composite(
           meta=ocp.args.JsonRestore()))['meta']
     except Exception as e:  # orbax raises many kinds; the user needs the path
-      raise UserError(f'cannot read checkpoint metadata at {self.path(step)}: {e}') from e
+      if faults.is_damage(e):
+        raise self._damage(step, 'meta', e) from e
+      raise UserError(f'cannot read checkpoint metadata at {self.path(step)}: '
+                      f'{faults.root_cause(e)}') from e
 
-  def restore_state(self, template: GANState, step: int | None = None) -> GANState:
-    """Restores into the structure, dtypes and shardings of `template`."""
-    step = self._latest_or(step)
+  def _read_state(self, template: GANState, step: int) -> GANState:
     target = flax.serialization.to_state_dict(template)
+    faults.silence_aborted_reads()  # a failed read is reported in one line, not 60 per array
     try:
       restored = self._manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(target)))['state']
-    except Exception as e:
-      raise UserError(f'cannot restore checkpoint {self.path(step)} into this model: {e}') from e
+    except Exception as e:  # noqa: BLE001
+      if faults.is_damage(e):
+        raise self._damage(step, 'state', e) from e
+      raise UserError(f'cannot restore checkpoint {self.path(step)} into this model: '
+                      f'{faults.root_cause(e)}') from e
     return flax.serialization.from_state_dict(template, restored)
 
-  def wait(self) -> None:
-    self._manager.wait_until_finished()
+  def _damage(self, step: int, item: str, e: BaseException) -> CheckpointDamaged:
+    damage = CheckpointDamaged(step, faults.failing_file(e, os.path.join(self.path(step), item)),
+                               faults.root_cause(e))
+    if step not in self.damaged:
+      logging.warning('%s', damage)
+    self.damaged[step] = damage
+    return damage
+
+  def _read(self, step: int | None, read: Callable[[int], T]) -> T:
+    """read(step); for `step=None`, read(newest) falling back to older ones that read."""
+    if step is not None:
+      return read(step)
+    steps = self.all_steps()
+    if not steps:
+      raise UserError(f'no checkpoint found in {self.directory}')
+    for s in reversed(steps):
+      if s in self.damaged:  # e.g. its metadata did not read: the whole checkpoint is out
+        continue
+      try:
+        value = read(s)
+      except CheckpointDamaged:
+        continue
+      skipped = sorted(d for d in self.damaged if d > s)
+      if skipped:
+        logging.warning('using checkpoint step %d, the newest that restores (damaged: step %s)',
+                        s, ', '.join(map(str, skipped)))
+      return value
+    found = '; '.join(f'step {d.step}: {d.file}: {d.reason}'
+                      for d in sorted(self.damaged.values(), key=lambda d: -d.step))
+    raise UserError(f'no checkpoint in {self.directory} restores, all are damaged ({found}); '
+                    'they are left as they are')
+
+  def set_aside(self, steps: list[int]) -> list[str]:
+    """Moves damaged checkpoints to <workdir>/damaged_checkpoints/ (process 0 moves, the
+    others wait); returns the new paths. Nothing is deleted or rewritten."""
+    moved = []
+    for step in sorted(steps) if jax.process_index() == 0 else []:
+      dest = base = os.path.join(self.workdir, DAMAGED_SUBDIR, str(step))
+      n = 0
+      while os.path.exists(dest):  # never over an earlier one
+        n += 1
+        dest = f'{base}.{n}'
+      os.makedirs(os.path.dirname(dest), exist_ok=True)
+      os.rename(self.path(step), dest)
+      logging.warning('moved damaged checkpoint step %d to %s, unchanged', step, dest)
+      moved.append(dest)
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils
+      multihost_utils.sync_global_devices('cgan_jax:set_aside_damaged_checkpoints')
+    self._manager.reload()
+    return moved
 
   def close(self) -> None:
     """Finishes pending saves and orbax's start-up clean-up of interrupted saves."""
-    self._manager.close()
-    # orbax (0.12) does not wait for that clean-up thread in close(); an early exit
-    # would otherwise kill it mid-way at interpreter shutdown.
-    getattr(self._manager, '_maybe_await_cleanup_tmp_directory', lambda: None)()
+    try:
+      self.wait()
+    finally:
+      try:
+        self._manager.close()
+      except Exception:  # noqa: BLE001
+        if not self._write_failed:
+          raise
+      # orbax (0.12) does not wait for that clean-up thread in close(); an early exit
+      # would otherwise kill it mid-way at interpreter shutdown.
+      getattr(self._manager, '_maybe_await_cleanup_tmp_directory', lambda: None)()
 
   def __enter__(self) -> 'Checkpointer':
     return self
 
   def __exit__(self, *exc) -> None:
     self.close()
-
-  def _latest_or(self, step: int | None) -> int:
-    step = self.latest_step() if step is None else step
-    if step is None:
-      raise UserError(f'no checkpoint found in {self.directory}')
-    return step

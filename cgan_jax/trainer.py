@@ -2,6 +2,11 @@
 
 What is trained (a noise-to-image GAN or an image-to-image one) is a `tasks` object: its
 data, initial state, step and sample grid. The loop is the same for every model.
+
+Faults (README "Faults and preemption"): every config field is checked before anything is
+read or written; one trainer per workdir (`workdir_lock`); SIGTERM/SIGINT stop after the
+step in flight with a checkpoint (`preemption`); damaged checkpoints are skipped for the
+newest that restores and set aside; a failed save stops the run (`checkpointing`).
 """
 
 import os
@@ -14,8 +19,9 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from cgan_jax import checkpointing, device_input, input_pipeline, parallel, tasks, visualize
-from cgan_jax.errors import UserError
+from cgan_jax import checkpointing, config_validation, device_input, input_pipeline, parallel
+from cgan_jax import preemption, tasks, visualize, workdir_lock
+from cgan_jax.errors import Preempted, UserError
 from configs.default import RUNTIME_FIELDS
 
 class TrainingDiverged(UserError):
@@ -82,9 +88,9 @@ class _HostFeed:
   """One step per dispatch, on batches from the host pipeline ('tf.data' or 'numpy')."""
 
   def __init__(self, config: ml_collections.ConfigDict, train_step, images: np.ndarray,
-               labels: np.ndarray, mesh: jax.sharding.Mesh, micro_steps: int):
+               labels: np.ndarray, mesh: jax.sharding.Mesh, micro_steps: int, pipeline: str):
     self._config, self._images, self._labels, self._mesh = config, images, labels, mesh
-    self._micro_steps = micro_steps
+    self._micro_steps, self._pipeline = micro_steps, pipeline
     self._step = parallel.data_parallel(train_step, mesh)
     self._batches = iter(())
 
@@ -93,7 +99,7 @@ class _HostFeed:
         self._images, self._labels, global_batch=self._config.batch_size,
         seed=self._config.seed, epoch=epoch, start_step=start_step,
         process_index=jax.process_index(), process_count=jax.process_count(),
-        micro_steps=self._micro_steps, pipeline=self._config.pipeline)
+        micro_steps=self._micro_steps, pipeline=self._pipeline)
 
   def chunk(self, limit: int) -> int:
     """Steps the next `run` trains, given the steps left before the next event."""
@@ -106,11 +112,16 @@ class _HostFeed:
 def _make_feed(config: ml_collections.ConfigDict, train_step, images: np.ndarray,
                labels: np.ndarray, mesh: jax.sharding.Mesh, micro_steps: int):
   """The host pipeline's feed, or the device-resident one (several steps per dispatch)."""
-  if config.pipeline != 'device':
-    return _HostFeed(config, train_step, images, labels, mesh, micro_steps)
+  pipeline, per_dispatch = device_input.feed_choice(
+      config.pipeline, config.steps_per_dispatch, mesh.devices.flat[0].platform,
+      input_pipeline.steps_per_epoch(len(images), config.batch_size * micro_steps))
+  logging.info('Input: %s pipeline%s', pipeline,
+               f', {per_dispatch} steps per dispatch' if pipeline == 'device' else '')
+  if pipeline != 'device':
+    return _HostFeed(config, train_step, images, labels, mesh, micro_steps, pipeline)
   return device_input.DeviceFeed(train_step, images, labels, mesh,
                                  global_batch=config.batch_size, micro_steps=micro_steps,
-                                 seed=config.seed, steps_per_dispatch=config.steps_per_dispatch)
+                                 seed=config.seed, steps_per_dispatch=per_dispatch)
 
 
 def _steps_to_next_event(step: int, epoch_end: int, config: ml_collections.ConfigDict) -> int:
@@ -121,19 +132,46 @@ def _steps_to_next_event(step: int, epoch_end: int, config: ml_collections.Confi
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
-  """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the final state."""
-  probe = tasks.build(config)  # a bad config fails here, before any data is read
-  check_workdir(workdir)
-  images, labels = probe.load('train')
-  # One step = micro_steps minibatches (n_critic: one per D update) and one round of G updates.
-  steps_per_epoch = input_pipeline.steps_per_epoch(len(images),
-                                                   config.batch_size * probe.micro_steps)
-  task = tasks.build(config, steps_per_epoch=steps_per_epoch)  # sized schedules, if any
+  """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the final state.
+
+  Raises Preempted (after saving a checkpoint) when SIGTERM or SIGINT arrives.
+  """
+  config_validation.validate(config)  # every field, before any data is read
+  probe = tasks.build(config)  # an unknown name fails here, as early
   mesh = parallel.make_mesh(config.num_devices)
   if config.batch_size % mesh.size:
     raise UserError(f'batch_size {config.batch_size} is not divisible by {mesh.size} devices')
-  with checkpointing.Checkpointer(workdir, max_to_keep=config.keep_checkpoints) as ckpt:
-    return _train(config, workdir, task, images, labels, steps_per_epoch, mesh, ckpt)
+  check_workdir(workdir)
+  with workdir_lock.hold(workdir), preemption.StopSignals() as stop:
+    images, labels = probe.load('train')
+    # One step = micro_steps minibatches (n_critic: one per D update) and one round of G
+    # updates.
+    steps_per_epoch = input_pipeline.steps_per_epoch(len(images),
+                                                     config.batch_size * probe.micro_steps)
+    task = tasks.build(config, steps_per_epoch=steps_per_epoch)  # sized schedules, if any
+    with checkpointing.Checkpointer(workdir, max_to_keep=config.keep_checkpoints) as ckpt:
+      return _train(config, workdir, task, images, labels, steps_per_epoch, mesh, ckpt, stop)
+
+
+def _restore(config: ml_collections.ConfigDict, workdir: str, task, mesh: jax.sharding.Mesh,
+             ckpt: checkpointing.Checkpointer):
+  """(state, step it was restored from or None): the newest checkpoint that restores, with
+  damaged newer ones moved aside, or a fresh init in an empty workdir."""
+  if ckpt.latest_step() is None:
+    state = task.init_state(jax.random.PRNGKey(config.seed))
+    return jax.device_put(state, parallel.replicated(mesh)), None
+  check_same_run(ckpt.restore_meta(), config, workdir)
+  # Restore into shapes: no random init to throw away.
+  state = ckpt.restore_state(task.abstract_state(parallel.replicated(mesh)))
+  step = int(jax.device_get(state.step))
+  damaged = sorted(s for s in ckpt.damaged if s > step)
+  if damaged:
+    moved = ckpt.set_aside(damaged)
+    logging.warning('resuming from step %d instead of the damaged step %s; the damaged '
+                    'checkpoint is kept, unchanged, in %s', step, ', '.join(map(str, damaged)),
+                    ', '.join(moved) or os.path.join(workdir, checkpointing.DAMAGED_SUBDIR))
+  logging.info('Resumed from %s', ckpt.path(step))
+  return state, step
 
 
 def _periodic_fid(config: ml_collections.ConfigDict, task, workdir: str):
@@ -147,20 +185,11 @@ def _periodic_fid(config: ml_collections.ConfigDict, task, workdir: str):
 
 def _train(config: ml_collections.ConfigDict, workdir: str, task, images: np.ndarray,
            labels: np.ndarray, steps_per_epoch: int, mesh: jax.sharding.Mesh,
-           ckpt: checkpointing.Checkpointer):
+           ckpt: checkpointing.Checkpointer, stop: preemption.StopSignals):
   """The loop proper, once inputs are validated and the checkpoint manager is open."""
-  resumed_from = ckpt.latest_step()
-  if resumed_from is not None:
-    check_same_run(ckpt.restore_meta(resumed_from), config, workdir)
+  state, resumed_from = _restore(config, workdir, task, mesh, ckpt)
   total_steps = config.num_epochs * steps_per_epoch
   images_per_step = config.batch_size * task.micro_steps
-
-  if resumed_from is None:
-    state = task.init_state(jax.random.PRNGKey(config.seed))
-    state = jax.device_put(state, parallel.replicated(mesh))
-  else:  # restore into shapes: no random init to throw away
-    state = ckpt.restore_state(task.abstract_state(parallel.replicated(mesh)), resumed_from)
-    logging.info('Resumed from %s', ckpt.path(resumed_from))
   meta = {'config': config.to_dict(), 'steps_per_epoch': steps_per_epoch}
 
   feed = _make_feed(config, task.train_step, images, labels, mesh, task.micro_steps)
@@ -215,10 +244,12 @@ def _train(config: ml_collections.ConfigDict, workdir: str, task, images: np.nda
       visualize.save_png(grid, os.path.join(workdir, 'samples', f'epoch_{epoch:04d}.png'))
     writer.write_images(step, {'samples': grid[None]})
 
+  stopping = False
   try:
+    stop.prime(step)
     for epoch in range(step // steps_per_epoch, config.num_epochs):
       feed.start_epoch(epoch, step % steps_per_epoch)
-      while step < (epoch + 1) * steps_per_epoch:
+      while step < (epoch + 1) * steps_per_epoch and not stopping:
         k = feed.chunk(_steps_to_next_event(step, (epoch + 1) * steps_per_epoch, config))
         state, metrics = feed.run(state, k)
         pending.append((k, metrics))
@@ -234,10 +265,19 @@ def _train(config: ml_collections.ConfigDict, workdir: str, task, images: np.nda
           logging.info('step %d: FID %.3f (%d samples)', step, scores['fid'],
                        config.eval_num_samples)
           best.save(state, meta, metrics=scores)
-      if last_good != step:
-        save()
-      if (epoch + 1) % config.sample_every_epochs == 0 or epoch + 1 == config.num_epochs:
-        write_samples(epoch + 1)
+        stopping = stop.reached(step - k + 1, step)  # every process: the same step
+      if step == (epoch + 1) * steps_per_epoch:
+        if last_good != step:
+          save()
+        if (epoch + 1) % config.sample_every_epochs == 0 or epoch + 1 == config.num_epochs:
+          write_samples(epoch + 1)
+      if stopping and step < total_steps:  # (a signal at the very end: simply done)
+        if last_good != step:
+          save()
+        ckpt.wait()  # on disk before we say so
+        raise Preempted(f'stopped by {stop.describe()} at step {step} of {total_steps}: '
+                        f'checkpoint {ckpt.path(step)} saved; run the same command again to '
+                        'resume', stop.exit_code())
   finally:
     ckpt.wait()  # the last good checkpoint is complete on disk, whatever happened
     if best:
