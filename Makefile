@@ -39,5 +39,14 @@ test-fast: setup data
 test-learning: setup data
 	$(PY) -m pytest -q -s -m family_learning; rc=$$?; [ $$rc -ne 5 ] && exit $$rc || exit 1
 
+# The results table (benchmarks/results.py): trains the listed recipes to their budgets,
+# scores milestone epochs, writes docs/results/; re-running resumes and skips what is done.
+#   make results RECIPES=dcgan28,acgan RESULTS_ARGS=--epochs=1
+RECIPES ?= gan,cgan
+RUNS_DIR ?= runs/results
+.PHONY: results
+results: setup data
+	$(PY) benchmarks/results.py --recipes=$(RECIPES) --runs_dir=$(RUNS_DIR) $(RESULTS_ARGS)
+
 clean:
 	rm -rf runs .pytest_cache $${XDG_CACHE_HOME:-$$HOME/.cache}/cgan_jax

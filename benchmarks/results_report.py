@@ -1,0 +1,277 @@
+"""The report of benchmarks/results.py, rebuilt from the records of every run under runs_dir:
+per-milestone grids, the seed-style figure (rows: recipes, columns: epochs), results.md and
+results.json. Pure file work (Pillow, no JAX): a re-run with nothing to train only rewrites it.
+"""
+
+import datetime
+import glob
+import json
+import os
+import platform
+import shutil
+import subprocess
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+RECORD = 'results_run.json'   # <run>/: the run's clock and one entry per trained milestone
+SCORES = 'scores.json'        # <run>/milestones/epoch_XXXX/: the evaluator's row
+GRID = 'samples.png'          # <run>/milestones/epoch_XXXX/: fixed noise, one row per class
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+Row = dict[str, Any]
+# results.json keys, in order.
+COLUMNS = ('recipe', 'model', 'dataset', 'epoch', 'step', 'images', 'samples', 'fid', 'kid',
+           'kid_std', 'is', 'is_std', 'precision', 'recall', 'intra_fid', 'cond_acc',
+           'features', 'train_seconds', 'seconds_per_epoch', 'budget_epochs', 'recipe_epochs',
+           'overrides', 'hardware', 'date', 'commit')
+
+
+def milestone_dir(workdir: str, epoch: int) -> str:
+  """The milestone's own workdir (its checkpoint, scores and grid)."""
+  return os.path.join(workdir, 'milestones', f'epoch_{epoch:04d}')
+
+
+def reference_name(dataset: str) -> str:
+  return f'reference_{dataset}.json'
+
+
+def plain(row: Row) -> Row:
+  """The row with numpy scalars as Python numbers (JSON-ready)."""
+  return {k: v.item() if isinstance(v, np.generic) else v for k, v in row.items()}
+
+
+# --- Provenance --------------------------------------------------------------------------------
+
+def cpu_model() -> str:
+  """The CPU's model name (/proc/cpuinfo), else platform's guess."""
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('model name'):
+          return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
+def hardware() -> str:
+  """'CPU model (N cores); jax <backend>: <devices>' of this process."""
+  import jax
+  devices = jax.local_devices()
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+  return (f'{cpu_model()} ({cores} cores); jax {jax.__version__} {jax.default_backend()}: '
+          f'{len(devices)}× {devices[0].device_kind}')
+
+
+def commit() -> str:
+  """The repository's short commit, '+dirty' when tracked files differ from it."""
+  try:
+    sha = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True,
+                         text=True, timeout=30).stdout.strip()
+    dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=ROOT,
+                           capture_output=True, text=True, timeout=30).stdout.strip()
+  except (OSError, subprocess.SubprocessError):
+    return 'unknown'
+  return (sha or 'unknown') + ('+dirty' if dirty else '')
+
+
+def milestone_info(config, epoch: int, step: int, budget: int,
+                   train_seconds: float | None) -> Row:
+  """What the results record keeps of a milestone when its training ends."""
+  return {'epoch': epoch, 'step': step, 'images': step * config.batch_size * config.n_critic,
+          'train_seconds': train_seconds, 'budget_epochs': budget,
+          'recipe_epochs': int(config.num_epochs), 'hardware': hardware(),
+          'date': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
+          'commit': commit()}
+
+
+# --- Collecting the rows -------------------------------------------------------------------
+
+def _read(path: str) -> Any:
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
+
+
+def runs(runs_dir: str, order: tuple[str, ...]) -> list[Row]:
+  """The results records under runs_dir, in `order` (then by name)."""
+  records = [r for r in (_read(p) for p in glob.glob(os.path.join(runs_dir, '*', RECORD))) if r]
+  rank = {name: i for i, name in enumerate(order)}
+  return sorted(records, key=lambda r: (rank.get(r['recipe'], len(rank)), r['recipe']))
+
+
+def model_rows(runs_dir: str, order: tuple[str, ...]) -> list[Row]:
+  """One row per scored milestone of every recorded run."""
+  rows = []
+  for record in runs(runs_dir, order):
+    workdir = os.path.join(runs_dir, record['recipe'])
+    for key in sorted(record['milestones'], key=int):
+      info = record['milestones'][key]
+      scores = _read(os.path.join(milestone_dir(workdir, info['epoch']), SCORES))
+      if not scores:
+        continue
+      seconds = info['train_seconds']
+      rows.append({**scores['row'], **info, 'recipe': record['recipe'],
+                   'overrides': record.get('overrides', []),
+                   'seconds_per_epoch': None if seconds is None else seconds / info['epoch']})
+  return rows
+
+
+def reference_rows(runs_dir: str, datasets: list[str]) -> list[Row]:
+  """eval.py's real-data row of each dataset in the table."""
+  rows = []
+  for dataset in datasets:
+    cached = _read(os.path.join(runs_dir, reference_name(dataset)))
+    if cached:
+      rows.append({**cached['row'], 'recipe': 'real test split', 'epoch': None, 'step': None})
+  return rows
+
+
+# --- Rendering -------------------------------------------------------------------------------
+
+def _duration(seconds: float) -> str:
+  if seconds < 120:
+    return f'{seconds:.0f} s'
+  if seconds < 7200:
+    return f'{seconds / 60:.1f} min'
+  return f'{seconds / 3600:.2f} h'
+
+
+def _budget(row: Row) -> str:
+  ours, own = row['budget_epochs'], row['recipe_epochs']
+  return f'{ours} ep.' if ours == own else f'{ours} of {own} ep.'
+
+
+_NUM = lambda digits: lambda r, k: f'{r[k]:.{digits}f}'
+_PM = lambda scale, digits: lambda r, k: (f'{r[k] * scale:.{digits}f} ± '
+                                          f'{r[k + "_std"] * scale:.{digits}f}')
+# (key, header, formatter) of results.md; a missing value is a dash.
+MARKDOWN = (
+    ('recipe', 'recipe', lambda r, k: str(r[k])),
+    ('epoch', 'epoch', lambda r, k: str(r[k])),
+    ('step', 'steps', lambda r, k: str(r[k])),
+    ('images', 'images seen', lambda r, k: f'{r[k]:,}'),
+    ('fid', 'FID ↓', _NUM(2)),
+    ('kid', 'KID×10³ ↓', _PM(1e3, 2)),
+    ('is', 'IS ↑', _PM(1.0, 2)),
+    ('precision', 'precision ↑', _NUM(3)),
+    ('recall', 'recall ↑', _NUM(3)),
+    ('intra_fid', 'intra-FID ↓', _NUM(2)),
+    ('cond_acc', 'cond. acc ↑', lambda r, k: f'{100 * r[k]:.1f} %'),
+    ('train_seconds', 'train time', lambda r, k: _duration(r[k])),
+    ('seconds_per_epoch', 's/epoch', _NUM(0)),
+    ('budget_epochs', 'budget', lambda r, k: _budget(r)),
+    ('date', 'date', lambda r, k: r[k].split(' ')[0]),
+    ('commit', 'commit', lambda r, k: r[k]),
+)
+
+
+def markdown(rows: list[Row], figure_names: list[str]) -> str:
+  """results.md: the figure, the table, then the hardware, features and overrides."""
+  models = [r for r in rows if r.get('epoch') is not None]
+  recipes = list(dict.fromkeys(r['recipe'] for r in models))
+  out = ['# Results', '',
+         f'Regenerate: `python benchmarks/results.py --recipes={",".join(recipes)}` (resumes '
+         'unfinished runs, skips scored milestones). Samples per score: '
+         f'{", ".join(sorted({str(r["samples"]) for r in rows}))}. FID, KID, intra-FID: lower is '
+         'better; IS, precision, recall, cond. acc: higher is better. The real row scores the '
+         'test split against the train split: the best a model can do. Train time: wall time '
+         'of training to that epoch, restarts included.', '']
+  for name in figure_names:
+    out += [f'![{name[:-4].replace("_", " ")}]({name})', '']
+  out += ['| ' + ' | '.join(h for _, h, _ in MARKDOWN) + ' |',
+          '|' + '|'.join('---' if i < 1 else '---:' for i in range(len(MARKDOWN))) + '|']
+  for row in rows:
+    out.append('| ' + ' | '.join('-' if row.get(k) is None else fmt(row, k)
+                                 for k, _, fmt in MARKDOWN) + ' |')
+  out.append('')
+  for hw in dict.fromkeys(r['hardware'] for r in models):
+    names = ', '.join(dict.fromkeys(r['recipe'] for r in models if r['hardware'] == hw))
+    out.append(f'- Hardware ({names}): {hw}')
+  for feats in dict.fromkeys(r['features'] for r in rows if r.get('features')):
+    out.append(f'- Features: classifier {feats}')
+  for recipe in recipes:
+    overrides = next(r['overrides'] for r in models if r['recipe'] == recipe)
+    if overrides:
+      out.append(f'- {recipe}: config overrides {", ".join(overrides)}')
+  return '\n'.join(out) + '\n'
+
+
+def to_json(rows: list[Row]) -> str:
+  return json.dumps([{k: row.get(k) for k in COLUMNS} for row in rows], indent=2) + '\n'
+
+
+def figure(cells: dict[tuple[str, int], str], recipes: list[str], epochs: list[int]
+           ) -> Image.Image:
+  """Grids in a table: one row per recipe, one column per epoch, with text labels."""
+  tiles = {k: Image.open(p).convert('L') for k, p in cells.items()}
+  w = max(t.width for t in tiles.values())
+  h = max(t.height for t in tiles.values())
+  left, top, gap = 110, 24, 8
+  sheet = Image.new('L', (left + len(epochs) * (w + gap), top + len(recipes) * (h + gap)), 255)
+  draw = ImageDraw.Draw(sheet)
+  centred = lambda x, text: x - draw.textlength(text) / 2
+  for j, epoch in enumerate(epochs):
+    label = f'epoch {epoch}'
+    draw.text((centred(left + j * (w + gap) + w / 2, label), 6), label, fill=0)
+  for i, recipe in enumerate(recipes):
+    y = top + i * (h + gap)
+    draw.text((6, y + h // 2 - 6), recipe.upper() if len(recipe) <= 4 else recipe, fill=0)
+    for j, epoch in enumerate(epochs):
+      x = left + j * (w + gap)
+      if (recipe, epoch) in tiles:
+        sheet.paste(tiles[(recipe, epoch)], (x, y))
+      else:
+        draw.text((centred(x + w / 2, 'not run'), y + h // 2 - 6), 'not run', fill=128)
+  return sheet
+
+
+SEED_PAIR = ('gan', 'cgan')
+
+
+def figures(recipes: list[str]) -> dict[str, list[str]]:
+  """{file name: its rows}: gan_vs_cgan.png (the seed-000 figure) when both are recorded;
+  samples_by_epoch.png, of every recipe, when any other is."""
+  out = {}
+  if all(r in recipes for r in SEED_PAIR):
+    out['gan_vs_cgan.png'] = list(SEED_PAIR)
+  if set(recipes) - set(out.get('gan_vs_cgan.png', [])):
+    out['samples_by_epoch.png'] = recipes
+  return out
+
+
+def _write_text(path: str, text: str) -> None:
+  tmp = f'{path}.tmp{os.getpid()}'
+  with open(tmp, 'w') as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
+def write(runs_dir: str, out_dir: str, order: tuple[str, ...]) -> list[str]:
+  """Rebuilds the whole report in out_dir from the records under runs_dir; the paths written."""
+  os.makedirs(out_dir, exist_ok=True)
+  models = model_rows(runs_dir, order)
+  datasets = list(dict.fromkeys(r['dataset'] for r in models))
+  rows = reference_rows(runs_dir, datasets) + models
+  written, cells = [], {}
+  for row in models:
+    src = os.path.join(milestone_dir(os.path.join(runs_dir, row['recipe']), row['epoch']), GRID)
+    dst = os.path.join(out_dir, f'{row["recipe"]}_epoch_{row["epoch"]:04d}.png')
+    shutil.copyfile(src, dst)
+    cells[(row['recipe'], row['epoch'])] = dst
+    written.append(dst)
+  names = []
+  for name, recipes in figures(list(dict.fromkeys(r for r, _ in cells))).items():
+    epochs = sorted({e for r, e in cells if r in recipes})
+    tmp = os.path.join(out_dir, f'.{name}.tmp.png')
+    figure(cells, recipes, epochs).save(tmp)
+    os.replace(tmp, os.path.join(out_dir, name))
+    names.append(name)
+    written.append(os.path.join(out_dir, name))
+  for fname, text in (('results.md', markdown(rows, names)), ('results.json', to_json(rows))):
+    _write_text(os.path.join(out_dir, fname), text)
+    written.append(os.path.join(out_dir, fname))
+  return written

@@ -1,0 +1,139 @@
+"""benchmarks/results.py end to end on a tiny real budget: GAN and CGAN, two milestones.
+
+Three invocations on one runs_dir: to epoch 1; to epoch 2 (resumes each run from its epoch-1
+checkpoint and skips the scored epoch 1); again (trains and scores nothing, same report).
+"""
+
+import json
+import os
+
+import pytest
+from PIL import Image
+
+from conftest import run_script
+
+SCRIPT = 'benchmarks/results.py'
+# 128 real images at batch 64: an "epoch" is 2 steps. 200 samples: above the 129 FID needs.
+TINY = ['--recipes=gan,cgan', '--override=num_train_examples=128',
+        '--override=allow_download=false', '--override=log_every_steps=1',
+        '--num_samples=200', '--kid_subsets=5']
+GRID_SIDE = 10 * (28 + 2) + 2  # 10 x 10 tiles of 28 px with a 2 px border
+
+
+@pytest.fixture(scope='module')
+def results(tmp_path_factory, fashion_dir, jax_env):
+  """Runs results.py on one runs_dir / out_dir; returns (run(*args) -> proc, out_dir, runs)."""
+  base = tmp_path_factory.mktemp('results')
+  runs, out = base / 'runs', base / 'out'
+  cache = tmp_path_factory.getbasetemp() / 'cgan_jax_eval_cache'  # shared with test_eval_cli
+
+  def run(*args: str):
+    proc = run_script(SCRIPT, *TINY, f'--runs_dir={runs}', f'--out_dir={out}',
+                      f'--cache_dir={cache}', *args, env=jax_env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+  return run, out, runs
+
+
+def _rows(out) -> list[dict]:
+  return json.loads((out / 'results.json').read_text())
+
+
+@pytest.fixture(scope='module')
+def first_epoch(results):
+  """Invocation 1: both recipes to epoch 1."""
+  run, out, _ = results
+  proc = run('--epochs=1')
+  return proc, _rows(out)
+
+
+@pytest.fixture(scope='module')
+def second_epoch(results, first_epoch):
+  """Invocation 2: the budget raised to 2 epochs (milestones 1 and 2)."""
+  run, out, _ = results
+  proc = run('--epochs=2')
+  return proc, _rows(out)
+
+
+def test_first_invocation_writes_the_report(results, first_epoch):
+  _, out, _ = results
+  proc, rows = first_epoch
+  assert [(r['recipe'], r['epoch']) for r in rows] == [
+      ('real test split', None), ('gan', 1), ('cgan', 1)]
+  assert '[gan] training to epoch 1 of 1' in proc.stdout
+  assert {p.name for p in out.iterdir()} == {
+      'gan_epoch_0001.png', 'cgan_epoch_0001.png', 'gan_vs_cgan.png', 'results.md',
+      'results.json'}
+
+
+def test_resume_skips_scored_epochs_and_writes_every_milestone(results, second_epoch):
+  _, out, runs = results
+  proc, rows = second_epoch
+  for recipe in ('gan', 'cgan'):
+    assert f'[{recipe}] epoch 1: done (skipped)' in proc.stdout
+    assert f'[{recipe}] training to epoch 2 of 2' in proc.stdout
+    assert f'Resumed from {runs / recipe / "checkpoints" / "2"}' in proc.stderr
+  assert [(r['recipe'], r['epoch']) for r in rows] == [
+      ('real test split', None), ('gan', 1), ('gan', 2), ('cgan', 1), ('cgan', 2)]
+  real, models = rows[0], rows[1:]
+  assert real['model'] == 'real data' and real['fid'] < min(r['fid'] for r in models)
+  assert [r['step'] for r in models] == [2, 4, 2, 4]
+  assert [r['images'] for r in models] == [128, 256, 128, 256]
+  assert [r['budget_epochs'] for r in models] == [1, 2, 1, 2]
+  for r in models:
+    assert r['samples'] == 200 and r['recipe_epochs'] == 40
+    assert r['fid'] > 0 and r['kid'] is not None and r['is'] >= 1.0
+    assert r['precision'] is not None and r['recall'] is not None
+    assert r['hardware'].count('jax') == 1 and r['date'] and r['commit']
+    assert r['train_seconds'] > 0 and r['seconds_per_epoch'] > 0
+  gan1, gan2, cgan1, cgan2 = models
+  assert gan1['cond_acc'] is None and cgan1['cond_acc'] is not None  # conditional only
+  assert gan2['train_seconds'] > gan1['train_seconds']  # cumulative across invocations
+  assert cgan2['train_seconds'] > cgan1['train_seconds']
+
+
+def test_grids_figure_and_markdown(results, second_epoch):
+  _, out, _ = results
+  for recipe in ('gan', 'cgan'):
+    for epoch in (1, 2):
+      grid = Image.open(out / f'{recipe}_epoch_{epoch:04d}.png')
+      assert grid.size == (GRID_SIDE, GRID_SIDE)
+  width, height = Image.open(out / 'gan_vs_cgan.png').size  # 2 recipes x 2 epochs + labels
+  assert 2 * GRID_SIDE < width < 3 * GRID_SIDE and 2 * GRID_SIDE < height < 3 * GRID_SIDE
+  md = (out / 'results.md').read_text()
+  assert '![gan vs cgan](gan_vs_cgan.png)' in md
+  table = [l for l in md.splitlines() if l.startswith('| ')]
+  assert table[0].startswith('| recipe | epoch | steps | images seen | FID ↓ |')
+  assert [l.split(' | ')[:3] for l in table[1:]] == [
+      ['| real test split', '-', '-'], ['| gan', '1', '2'], ['| gan', '2', '4'],
+      ['| cgan', '1', '2'], ['| cgan', '2', '4']]
+  assert 'Hardware (gan, cgan):' in md and 'num_train_examples=128' in md
+
+
+def test_rerun_trains_and_scores_nothing(results, second_epoch):
+  run, out, runs = results
+  before = {p: p.stat().st_mtime_ns for p in runs.rglob('*') if p.is_file()
+            and p.suffix != '.lock'}
+  proc = run('--epochs=2')
+  assert 'training to' not in proc.stdout and 'scoring' not in proc.stdout
+  assert proc.stdout.count('done (skipped)') == 4
+  assert _rows(out) == second_epoch[1]
+  after = {p: p.stat().st_mtime_ns for p in runs.rglob('*') if p.is_file()
+           and p.suffix != '.lock'}
+  assert after == before  # no checkpoint, score or record rewritten
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--recipes=gan,pix2pix'], "unknown recipe 'pix2pix'"),
+    (['--milestones=2,1'], 'strictly ascending'),
+    (['--milestones=50'], 'beyond the budget of 40 epochs'),
+    (['--override=no_such_field=1'], 'no such config field'),
+    (['--override=num_epochs=3'], 'use --epochs'),
+])
+def test_bad_input_is_one_error_line(tmp_path, args, message):
+  proc = run_script(SCRIPT, f'--runs_dir={tmp_path}/runs', f'--out_dir={tmp_path}/out', *args)
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+  assert proc.stderr.startswith('error: ') and message in proc.stderr
+  assert not os.path.exists(tmp_path / 'runs') and not os.path.exists(tmp_path / 'out')
