@@ -29,6 +29,16 @@ _CACHE_DIR = flags.DEFINE_string('cache_dir', None, 'Cache of real-data features
 _ASSETS_DIR = flags.DEFINE_string('assets_dir', None, 'Classifier assets (default: the '
                                   'committed cgan_jax/assets).')
 _DATA_DIR = flags.DEFINE_string('data_dir', None, 'TFDS data_dir or a folder of IDX files.')
+_FEATURES = flags.DEFINE_list('features', ['classifier'], 'Feature spaces, one table each: '
+                              'classifier (committed, offline) and/or inception (InceptionV3 '
+                              'with pytorch-fid\'s weights: numbers comparable with papers).')
+_INCEPTION_WEIGHTS = flags.DEFINE_string(
+    'inception_weights', None, 'pytorch-fid\'s pt_inception-2015-12-05-6726825d.pth (default: '
+    '$CGAN_JAX_INCEPTION_WEIGHTS, then ~/.cache/torch/hub/checkpoints/). Never downloaded.')
+_INCEPTION_BATCH = flags.DEFINE_integer('inception_batch_size', 0, 'InceptionV3 images per call '
+                                        '(0: 50 on a CPU, 500 on an accelerator).')
+_NUM_REAL = flags.DEFINE_integer('num_real', 0, 'Real images per split for the reference '
+                                 'statistics: the first N (0: the whole split).')
 distributed.define_flags()
 
 
@@ -38,7 +48,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   from cgan_jax.errors import UserError
-  for flag, least in ((_BATCH, 1), (_KID_SUBSETS, 1), (_KID_SUBSET_SIZE, 2)):
+  for flag, least in ((_BATCH, 1), (_KID_SUBSETS, 1), (_KID_SUBSET_SIZE, 2),
+                      (_INCEPTION_BATCH, 0), (_NUM_REAL, 0)):
     if flag.value < least:
       raise UserError(f'--{flag.name} must be at least {least}, got {flag.value}')
   distributed.initialize_from_flags()  # in a multi-process job: every process scores, 0 prints
@@ -46,7 +57,11 @@ def main(argv):
   options = evaluator.Options(num_samples=_NUM_SAMPLES.value, seed=_SEED.value,
                               batch_size=_BATCH.value, kid_subsets=_KID_SUBSETS.value,
                               kid_subset_size=_KID_SUBSET_SIZE.value, cache_dir=_CACHE_DIR.value,
-                              assets_dir=_ASSETS_DIR.value, data_dir=_DATA_DIR.value)
+                              assets_dir=_ASSETS_DIR.value, data_dir=_DATA_DIR.value,
+                              features=tuple(_FEATURES.value),
+                              inception_weights=_INCEPTION_WEIGHTS.value,
+                              inception_batch_size=_INCEPTION_BATCH.value,
+                              num_real=_NUM_REAL.value)
   by_kind = evaluator.evaluate(_WORKDIR.value, options, _ALL.value, _REFERENCE.value)
   from cgan_jax.evaluation import translation
   captions = {

@@ -65,7 +65,10 @@ def test_csv_columns_and_seed_dependence(cgan, eval_py):
   rows = list(csv.DictReader(io.StringIO(out)))
   assert list(rows[0]) == ['run', 'model', 'dataset', 'step', 'samples', 'fid', 'kid', 'kid_std',
                            'is', 'is_std', 'precision', 'recall', 'intra_fid', 'cond_acc',
-                           'features']
+                           'features', 'extractor', 'extractor_sha256', 'real_split',
+                           'real_images', 'resize', 'seed', 'note']
+  assert rows[0]['extractor'] == 'classifier' and rows[0]['real_images'] == '60000'
+  assert rows[0]['seed'] == '4' and rows[0]['note'] == '-'
   assert len(rows) == 1 and rows[0]['step'] == '4'
   seed3 = json.loads(eval_py(f'--workdir={cgan}', '--format=json', '--seed=3',
                              '--noreference'))[0]

@@ -1,7 +1,9 @@
 """Scores generators and real data in one feature space: the rows of eval.py's tables.
 
 Model rows compare `num_samples` draws of G with the real train split; the real-data row scores
-the test split the same way, so every model number has its ceiling (or floor) beside it.
+the test split the same way, so every model number has its ceiling (or floor) beside it. Each
+feature space (the committed classifier; InceptionV3 with pytorch-fid's weights for numbers
+comparable with papers) gives its own rows, each carrying the protocol it was computed with.
 """
 
 import dataclasses
@@ -19,6 +21,7 @@ from cgan_jax.errors import UserError
 from cgan_jax.evaluation import classifier, features, metrics
 
 Row = dict[str, Any]
+EXTRACTORS = ('classifier', 'inception')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,14 +36,31 @@ class Options:
   cache_dir: str | None = None
   assets_dir: str | None = None
   data_dir: str | None = None
+  features: tuple[str, ...] = ('classifier',)  # feature spaces, one table each (EXTRACTORS)
+  inception_weights: str | None = None  # pytorch-fid's .pth (else looked for; inception.locate)
+  inception_batch_size: int = 0  # 0: inception.default_batch_size()
+  num_real: int = 0  # real images per split for the reference statistics (first N; 0: all)
 
 
-def check_num_samples(num_samples: int, feature_dim: int) -> None:
+def check_num_samples(num_samples: int, feature_dim: int, name: str = 'classifier') -> None:
   """FID needs a full-rank sample covariance: at least d + 1 samples."""
   if num_samples < feature_dim + 1:
     raise UserError(f'--num_samples={num_samples} is too small: FID needs at least d + 1 = '
                     f'{feature_dim + 1} samples for a full-rank covariance of the d = '
-                    f'{feature_dim} classifier features')
+                    f'{feature_dim} {name} features')
+
+
+def feature_space(name: str, dataset: str, options: Options) -> features.FeatureSpace:
+  """The feature space `name` (one of EXTRACTORS) for `dataset`; UserError if unavailable."""
+  if name == 'classifier':
+    asset = classifier.load_asset(dataset, options.assets_dir)
+    return features.classifier_space(asset, options.batch_size)
+  if name == 'inception':
+    from cgan_jax.evaluation import inception  # pylint: disable=g-import-not-at-top
+    side = input_pipeline.DATASETS[dataset].image_shape[0]
+    return inception.feature_space(inception.load(options.inception_weights),
+                                   options.inception_batch_size, side)
+  raise UserError(f'unknown --features {name!r}; known: {", ".join(EXTRACTORS)}')
 
 
 def checkpoint_steps(workdir: str) -> list[int]:
@@ -63,17 +83,19 @@ def run_config(workdir: str, step: int | None) -> ml_collections.ConfigDict:
 class DatasetEvaluator:
   """The feature network and the real references of one dataset; scores sample sets."""
 
-  def __init__(self, dataset: str, options: Options):
+  def __init__(self, dataset: str, options: Options,
+               space: features.FeatureSpace | None = None):
     self.dataset = input_pipeline.canonical_name(dataset)
     self.options = options
-    self.asset = classifier.load_asset(self.dataset, options.assets_dir)
-    self.feature_dim = int(self.asset.meta['feature_dim'])
-    check_num_samples(options.num_samples, self.feature_dim)
-    self._extract = features.extractor(self.asset)
+    self.space = space or feature_space('classifier', self.dataset, options)
+    self.num_classes = input_pipeline.DATASETS[self.dataset].num_classes
+    self.feature_dim = self.space.feature_dim
+    check_num_samples(options.num_samples, self.feature_dim, self.space.name)
     self._samplers: dict[Any, Callable] = {}
 
   def real_split(self, split: str) -> features.RealSet:
-    return features.real_set(self.asset, split, self.options.cache_dir, self.options.data_dir)
+    return features.real_set(self.space, split, self.options.cache_dir, self.options.data_dir,
+                             dataset=self.dataset, num_real=self.options.num_real)
 
   @functools.cached_property
   def train(self) -> features.RealSet:
@@ -97,11 +119,11 @@ class DatasetEvaluator:
     real = self.train.features[rows]
     return real, metrics.knn_radii(real, self.options.k)
 
-  def _draw(self, gan: state_lib.GAN, g_params: Any, g_stats: Any, z_BZ: jax.Array,
-            y_B: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """G's images, mapped to [0, 1], through the classifier."""
+  def _draw(self, gan: state_lib.GAN, variables: Any, g_params: Any, g_stats: Any,
+            z_BZ: jax.Array, y_B: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """G's images, mapped to [0, 1] at the dataset's size, through the feature network."""
     images = state_lib.generate(gan, g_params, g_stats, z_BZ, y_B)
-    return self._extract(features.to_unit_range(images, gan.pixel_range))
+    return self.space.apply(variables, features.to_unit_range(images, gan.pixel_range))
 
   def sample(self, gan: state_lib.GAN, g_params: Any, g_stats: Any
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -114,8 +136,10 @@ class DatasetEvaluator:
     if key not in self._samplers:
       self._samplers[key] = jax.jit(functools.partial(self._draw, gan))
     draw = self._samplers[key]
-    feats, probs = features.in_batches(lambda z, y: draw(g_params, g_stats, z, y), n,
-                                       self.options.batch_size, z_NZ, labels_N)
+    variables = self.space.variables  # an argument, not a constant folded into the program
+    batch = min(self.options.batch_size, self.space.batch_size)
+    feats, probs = features.in_batches(lambda z, y: draw(variables, g_params, g_stats, z, y), n,
+                                       batch, z_NZ, labels_N)
     return feats, probs, labels_N
 
   def score(self, feats: np.ndarray, probs: np.ndarray, labels: np.ndarray,
@@ -130,19 +154,27 @@ class DatasetEvaluator:
     row['precision'], row['recall'] = metrics.precision_recall(real, feats, o.k, radii)
     row['intra_fid'] = row['cond_acc'] = None
     if conditional:
-      row['cond_acc'] = metrics.conditional_accuracy(probs, labels)
-      smallest = int(np.bincount(labels, minlength=probs.shape[1]).min())
+      if self.space.class_probs:  # InceptionV3's classes are ImageNet's, not the dataset's
+        row['cond_acc'] = metrics.conditional_accuracy(probs, labels)
+      smallest = int(np.bincount(labels, minlength=self.num_classes).min())
       if smallest > self.feature_dim:
         row['intra_fid'] = metrics.intra_fid(feats, labels, train.class_means, train.class_covs)
       else:
         logging.warning('intra-class FID skipped: %d samples in the smallest class, it needs '
                         '%d (use --num_samples >= %d)', smallest, self.feature_dim + 1,
-                        probs.shape[1] * (self.feature_dim + 1))
+                        self.num_classes * (self.feature_dim + 1))
     return row
 
   def _header(self, run: str, model: str, step: int | None, samples: int) -> Row:
     return {'run': run, 'model': model, 'dataset': self.dataset, 'step': step,
             'samples': samples}
+
+  def protocol(self) -> Row:
+    """How every number of a row was computed (tables print it beside the numbers)."""
+    s = self.space
+    return {'features': s.tag, 'extractor': s.name, 'extractor_sha256': s.sha256,
+            'real_split': 'train', 'real_images': len(self.train.labels), 'resize': s.resize,
+            'seed': self.options.seed, 'note': s.note or None}
 
   def reference_row(self) -> Row:
     """The real test split scored like a model: the ceiling of every column."""
@@ -151,7 +183,7 @@ class DatasetEvaluator:
     logging.info('Scoring the real %s test split (%d images)', self.dataset, len(rows))
     return {**self._header('real test split', 'real data', None, len(rows)),
             **self.score(test.features[rows], test.probs[rows], test.labels[rows], True),
-            'features': self.asset.tag}
+            **self.protocol()}
 
   def run_row(self, workdir: str, step: int | None = None,
               config: ml_collections.ConfigDict | None = None) -> Row:
@@ -163,7 +195,7 @@ class DatasetEvaluator:
                  self.options.num_samples)
     feats, probs, labels = self.sample(gan, state.g_params, state.g_stats)
     return {**self._header(workdir, config.model, step, len(labels)),
-            **self.score(feats, probs, labels, gan.conditional), 'features': self.asset.tag}
+            **self.score(feats, probs, labels, gan.conditional), **self.protocol()}
 
 
 def evaluate(workdirs: list[str], options: Options, all_checkpoints: bool = False,
@@ -172,6 +204,9 @@ def evaluate(workdirs: list[str], options: Options, all_checkpoints: bool = Fals
   'pix2pix' and 'cyclegan' (evaluation/translation.py, baselines first); one row per run
   (or per checkpoint). Kinds with no run are left out."""
   from cgan_jax.evaluation import translation
+  unknown = [name for name in options.features if name not in EXTRACTORS]
+  if unknown or not options.features:
+    raise UserError(f'unknown --features {",".join(unknown)!r}; known: {", ".join(EXTRACTORS)}')
   targets = []  # checked up front: a bad workdir fails before minutes of work
   for workdir in workdirs:
     for step in checkpoint_steps(workdir) if all_checkpoints else [None]:
@@ -190,15 +225,16 @@ def evaluate(workdirs: list[str], options: Options, all_checkpoints: bool = Fals
 
 def _evaluate_gans(targets: list[tuple[str, int | None, ml_collections.ConfigDict]],
                    options: Options, reference: bool) -> list[Row]:
-  """Noise-to-image rows: one real-data row per dataset, then its runs."""
+  """Noise-to-image rows per dataset and feature space: a real-data row, then the runs."""
   datasets = list(dict.fromkeys(input_pipeline.canonical_name(c.dataset) for *_, c in targets))
+  evaluators = [DatasetEvaluator(dataset, options, feature_space(name, dataset, options))
+                for dataset in datasets for name in options.features]  # all weights checked first
   rows = []
-  for dataset in datasets:
-    evaluator = DatasetEvaluator(dataset, options)
+  for evaluator in evaluators:
     if reference:
       rows.append(evaluator.reference_row())
     for workdir, step, config in targets:
-      if input_pipeline.canonical_name(config.dataset) == dataset:
+      if input_pipeline.canonical_name(config.dataset) == evaluator.dataset:
         rows.append(evaluator.run_row(workdir, step, config))
   return rows
 

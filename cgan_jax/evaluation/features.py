@@ -1,8 +1,9 @@
-"""Classifier features of images, and the cached feature sets of real data splits."""
+"""Feature spaces (the committed classifier, InceptionV3), features of images, and the cached
+feature sets of real data splits."""
 
 import dataclasses
 import os
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +15,33 @@ from cgan_jax.evaluation import classifier, metrics
 
 ENV_CACHE_DIR = 'CGAN_JAX_CACHE_DIR'
 Extractor = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureSpace:
+  """A feature extractor and what a table must say about it (its protocol)."""
+  name: str                 # 'classifier' | 'inception'
+  tag: str                  # names the weights in tables and cache files ('...-<sha256[:8]>')
+  sha256: str               # of the weights: cached statistics are keyed by it
+  feature_dim: int
+  apply: Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]]  # (variables, images in
+  variables: Any            # [0, 1] (B, 28, 28, C)) -> (features (B, D), probabilities (B, K))
+  batch_size: int           # images per call
+  resize: str               # what happens to a 28x28 image before the network
+  class_probs: bool         # probabilities are over the dataset's classes (cond. accuracy)
+  note: str = ''            # a warning every table carries (e.g. nonstandard weights)
+
+
+def classifier_space(asset: classifier.Asset, batch_size: int = 1000) -> FeatureSpace:
+  """The committed per-dataset classifier as a feature space."""
+  def apply(variables: Any, x_BHWC: jax.Array) -> tuple[jax.Array, jax.Array]:
+    features_BD, logits_BK = asset.model.apply(variables, x_BHWC, train=False)
+    return features_BD, jax.nn.softmax(logits_BK)
+
+  return FeatureSpace(name='classifier', tag=asset.tag, sha256=asset.meta['sha256'],
+                      feature_dim=int(asset.meta['feature_dim']), apply=apply,
+                      variables=asset.variables, batch_size=batch_size,
+                      resize='none (28x28, the classifier\'s input)', class_probs=True)
 
 
 def default_cache_dir() -> str:
@@ -72,41 +100,82 @@ class RealSet:
   class_covs: np.ndarray    # (K, D, D) float64
 
 
-def _real_set(features: np.ndarray, probs: np.ndarray, labels: np.ndarray) -> RealSet:
-  num_classes = probs.shape[1]
-  per_class = [metrics.mean_cov(features[labels == c]) for c in range(num_classes)]
+def _class_stats(features: np.ndarray, labels: np.ndarray, num_classes: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+  """Per-class means (K, D) and covariances (K, D, D); NaN for a class with < 2 images."""
+  d = features.shape[1]
+  means, covs = np.full((num_classes, d), np.nan), np.full((num_classes, d, d), np.nan)
+  for c in range(num_classes):
+    if np.sum(labels == c) >= 2:
+      means[c], covs[c] = metrics.mean_cov(features[labels == c])
+  return means, covs
+
+
+def _real_set(features: np.ndarray, probs: np.ndarray, labels: np.ndarray,
+              num_classes: int) -> RealSet:
   return RealSet(features, probs, labels, *metrics.mean_cov(features),
-                 np.stack([m for m, _ in per_class]), np.stack([c for _, c in per_class]))
+                 *_class_stats(features, labels, num_classes))
 
 
-def cache_path(cache_dir: str, dataset: str, split: str, asset: classifier.Asset) -> str:
-  return os.path.join(cache_dir, f'real_{dataset}_{split}_{asset.tag}.npz')
+def _as_space(space: 'FeatureSpace | classifier.Asset', dataset: str | None
+              ) -> tuple[FeatureSpace, str]:
+  """(feature space, dataset); a classifier asset names its own dataset."""
+  if isinstance(space, classifier.Asset):
+    return classifier_space(space), dataset or space.meta['dataset']
+  if dataset is None:
+    raise ValueError('real_set of a FeatureSpace needs the dataset')
+  return space, dataset
 
 
-def real_set(asset: classifier.Asset, split: str, cache_dir: str | None = None,
-             data_dir: str | None = None, batch: int = 1000) -> RealSet:
-  """Features/statistics of a real split, cached per dataset, split and feature version."""
-  dataset = asset.meta['dataset']
-  path = cache_path(cache_dir or default_cache_dir(), dataset, split, asset)
+def cache_path(cache_dir: str, dataset: str, split: str,
+               space: 'FeatureSpace | classifier.Asset', num_real: int = 0) -> str:
+  """One file per dataset, split, feature space (its tag) and real-image count."""
+  count = f'_first{num_real}' if num_real else ''
+  return os.path.join(cache_dir, f'real_{dataset}_{split}_{space.tag}{count}.npz')
+
+
+def _read_cache(path: str, sha256: str) -> RealSet | None:
+  """The cached set if it exists and was computed by the extractor of checksum `sha256`."""
   try:
     with np.load(path) as f:
+      if str(f['extractor_sha256']) != sha256:
+        logging.warning('Ignoring %s: computed by another feature extractor', path)
+        return None
       return RealSet(**{k: f[k] for k in RealSet.__dataclass_fields__})
   except (OSError, ValueError, KeyError, EOFError):
-    pass  # absent or unreadable: recompute
+    return None  # absent, unreadable or from before checksums: recompute
+
+
+def real_set(space: 'FeatureSpace | classifier.Asset', split: str, cache_dir: str | None = None,
+             data_dir: str | None = None, batch: int | None = None, dataset: str | None = None,
+             num_real: int = 0) -> RealSet:
+  """Features/statistics of a real split (its first `num_real` images; 0: all), cached per
+  dataset, split, count and feature extractor (checked by its sha256 on every read)."""
+  space, dataset = _as_space(space, dataset)
+  path = cache_path(cache_dir or default_cache_dir(), dataset, split, space, num_real)
+  cached = _read_cache(path, space.sha256)
+  if cached is not None:
+    return cached
   images, labels = input_pipeline.load_split(dataset, split, data_dir)
-  fn = jax.jit(lambda x: extractor(asset)(x.astype(jnp.float32) / 255.0))
-  feats, probs = in_batches(fn, len(images), batch, images)
-  out = _real_set(feats, probs, np.asarray(labels, np.int32))
-  _save(path, out)
+  if num_real:
+    images, labels = images[:num_real], labels[:num_real]
+  logging.info('Computing %s features of %d real %s %s images (cached in %s)', space.name,
+               len(images), dataset, split, path)
+  fn = jax.jit(lambda v, x: space.apply(v, x.astype(jnp.float32) / 255.0))
+  feats, probs = in_batches(lambda x: fn(space.variables, x), len(images),
+                            batch or space.batch_size, images)
+  num_classes = input_pipeline.DATASETS[input_pipeline.canonical_name(dataset)].num_classes
+  out = _real_set(feats, probs, np.asarray(labels, np.int32), num_classes)
+  _save(path, out, space.sha256)
   return out
 
 
-def _save(path: str, real: RealSet) -> None:
+def _save(path: str, real: RealSet, sha256: str) -> None:
   """Writes the cache atomically; an unwritable cache only costs recomputation next time."""
   tmp = f'{path}.tmp{os.getpid()}.npz'
   try:
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    np.savez(tmp, **dataclasses.asdict(real))
+    np.savez(tmp, extractor_sha256=np.asarray(sha256), **dataclasses.asdict(real))
     os.replace(tmp, path)
   except OSError as e:
     logging.warning('Not caching real-data features at %s: %s', path, e)

@@ -1,4 +1,9 @@
-"""Rows of metrics -> markdown, CSV or JSON; a metric that does not apply is a dash (JSON: null)."""
+"""Rows of metrics -> markdown, CSV or JSON; a metric that does not apply is a dash (JSON: null).
+
+Every GAN table states its protocol: the feature extractor and its checksum, the real split and
+its size, the number of generated images, the resize and the seed (markdown: a line above each
+table, one table per dataset and extractor; CSV and JSON: columns of every row).
+"""
 
 import csv
 import io
@@ -11,7 +16,8 @@ Row = dict[str, Any]
 FORMATS = ('markdown', 'csv', 'json')
 # Machine-readable columns (CSV header, JSON keys), in order.
 COLUMNS = ('run', 'model', 'dataset', 'step', 'samples', 'fid', 'kid', 'kid_std', 'is', 'is_std',
-           'precision', 'recall', 'intra_fid', 'cond_acc', 'features')
+           'precision', 'recall', 'intra_fid', 'cond_acc', 'features', 'extractor',
+           'extractor_sha256', 'real_split', 'real_images', 'resize', 'seed', 'note')
 DASH = '-'
 
 
@@ -40,13 +46,27 @@ _MARKDOWN = (
 )
 
 
+def protocol_line(row: Row) -> str:
+  """One sentence saying how a table's numbers were computed (from its first row)."""
+  if row.get('extractor') is None:
+    return ''
+  seen = row.get('samples')
+  note = f' **{row["note"]}.**' if row.get('note') else ''
+  return (f'Protocol: features {row["extractor"]} `{row["features"]}` (sha256 '
+          f'{row["extractor_sha256"]}); real statistics: the {row["real_split"]} split, '
+          f'{row["real_images"]} images; {seen} generated images per run row (the real row: '
+          f'test-split images); resize: {row["resize"]}; seed {row["seed"]}.{note}')
+
+
 def markdown(rows: list[Row], caption: str = '') -> str:
-  """A GitHub markdown table (one per dataset), preceded by its caption line."""
+  """GitHub markdown tables (one per dataset and feature space), under the caption line."""
   out = [caption, ''] if caption else []
-  for dataset in dict.fromkeys(r['dataset'] for r in rows):
-    group = [r for r in rows if r['dataset'] == dataset]
-    out += [f'**{dataset}** (features: classifier {group[0]["features"]})', '',
-            '| ' + ' | '.join(h for _, h, _ in _MARKDOWN) + ' |',
+  for dataset, tag in dict.fromkeys((r['dataset'], r['features']) for r in rows):
+    group = [r for r in rows if (r['dataset'], r['features']) == (dataset, tag)]
+    name = group[0].get('extractor') or 'classifier'
+    out += [f'**{dataset}** (features: {name} {tag})', '']
+    out += [protocol_line(group[0]), ''] if protocol_line(group[0]) else []
+    out += ['| ' + ' | '.join(h for _, h, _ in _MARKDOWN) + ' |',
             '|' + '|'.join('---' if i < 2 else '---:' for i in range(len(_MARKDOWN))) + '|']
     for row in group:
       cells = [DASH if row[k] is None else fmt(row, k) for k, _, fmt in _MARKDOWN]
@@ -61,13 +81,13 @@ def to_csv(rows: list[Row]) -> str:
   writer = csv.writer(buf, lineterminator='\n')
   writer.writerow(COLUMNS)
   for row in rows:
-    writer.writerow([DASH if row[k] is None else row[k] for k in COLUMNS])
+    writer.writerow([DASH if row.get(k) is None else row[k] for k in COLUMNS])
   return buf.getvalue()
 
 
 def to_json(rows: list[Row]) -> str:
   """A JSON list of objects with the keys of COLUMNS (null where a metric does not apply)."""
-  return json.dumps([{k: row[k] for k in COLUMNS} for row in rows], indent=2) + '\n'
+  return json.dumps([{k: row.get(k) for k in COLUMNS} for row in rows], indent=2) + '\n'
 
 
 Schema = tuple[tuple[str, str, Callable[[Row, str], str]], ...]  # (key, header, formatter)
