@@ -4,8 +4,10 @@ Same layers as cgan_jax/models/infogan.py (G: FC 1024-BN-ReLU, FC 7*7*128-BN-ReL
 deconv 64 4x4/2-BN-ReLU, deconv 1 4x4/2-sigmoid; D: conv 64 4x4/2-lReLU, conv 128
 4x4/2-BN-lReLU, FC 1024-BN-lReLU, FC 1), N(0, 0.02) init, BatchNorm momentum 0.1
 (= decay 0.9), eps 1e-5, non-saturating loss on logits, Adam(b1=0.5) with D lr 2e-4 and
-G lr 1e-3, batch 64, one D then one G update per batch on the same z. Eager mode, the
-dataset held in memory as a tensor, all cores (torch.set_num_threads): no handicaps.
+G lr 1e-3, batch 64, one D then one G update per batch on one forward G(z) (detached for
+D's loss), as PyTorch's DCGAN example does. Eager mode (or `--compile`: torch.compile), the
+dataset held in memory as a tensor on the device, all cores (torch.set_num_threads), losses
+fetched once per timed run: no handicaps.
 
   python benchmarks/torch_cgan.py --steps=20          # standalone: prints s/step, img/s
 
@@ -108,23 +110,32 @@ PEERS = {
 
 
 class Trainer:
-  """Models, optimizers and the in-memory dataset; `step(i)` trains on batch i of an epoch."""
+  """Models, optimizers and the in-memory dataset; `step(i)` trains on batch i of an epoch.
+
+  device: 'cpu' or 'cuda' (models and the dataset live there). compile: wrap G and D in
+  `torch.compile` (on CPU it needs a C++ compiler; the first steps compile).
+  """
 
   def __init__(self, images_NHW: np.ndarray, labels_N: np.ndarray, batch_size: int = 64,
-               seed: int = 0, threads: int = 0, model: str = 'infogan_cgan'):
+               seed: int = 0, threads: int = 0, model: str = 'infogan_cgan',
+               device: str = 'cpu', compile: bool = False):
     torch.manual_seed(seed)
     torch.set_num_threads(threads or os.cpu_count())
+    self.device = torch.device(device)
     g_cls, d_cls, self.z_dim, (g_lr, g_betas), (d_lr, d_betas), self.label_maps = PEERS[model]
-    self.G, self.D = (g_cls(self.z_dim) if g_cls is MlpGenerator else g_cls()), d_cls()
-    self.G_opt = torch.optim.Adam(self.G.parameters(), lr=g_lr, betas=g_betas)
-    self.D_opt = torch.optim.Adam(self.D.parameters(), lr=d_lr, betas=d_betas)
+    G, D = (g_cls(self.z_dim) if g_cls is MlpGenerator else g_cls()), d_cls()
+    G, D = G.to(self.device), D.to(self.device)
+    self.G_opt = torch.optim.Adam(G.parameters(), lr=g_lr, betas=g_betas)
+    self.D_opt = torch.optim.Adam(D.parameters(), lr=d_lr, betas=d_betas)
+    self.G, self.D = (torch.compile(G), torch.compile(D)) if compile else (G, D)
     self.images = torch.from_numpy(np.asarray(images_NHW, np.float32)
-                                   .reshape(len(images_NHW), 1, 28, 28) / 255.0)
-    self.labels = torch.from_numpy(np.asarray(labels_N, np.int64))
+                                   .reshape(len(images_NHW), 1, 28, 28) / 255.0).to(self.device)
+    self.labels = torch.from_numpy(np.asarray(labels_N, np.int64)).to(self.device)
     self.batch_size = batch_size
-    self.order = torch.randperm(len(self.labels))
+    self.order = torch.randperm(len(self.labels), device=self.device)
 
-  def step(self, i: int) -> dict[str, float]:
+  def step(self, i: int) -> dict[str, torch.Tensor]:
+    """One D then one G update; G runs forward once (its graph serves G's loss too)."""
     rows = self.order[(i * self.batch_size) % (len(self.order) - self.batch_size + 1):][
         :self.batch_size]
     x, y = self.images[rows], self.labels[rows]
@@ -132,27 +143,29 @@ class Trainer:
     y_onehot = F.one_hot(y, NUM_CLASSES).float()
     y_fill = (y_onehot[:, :, None, None].expand(b, NUM_CLASSES, 28, 28) if self.label_maps
               else y_onehot)
-    z = torch.rand(b, self.z_dim) * 2 - 1
-    ones, zeros = torch.ones(b), torch.zeros(b)
+    z = torch.rand(b, self.z_dim, device=self.device) * 2 - 1
+    ones, zeros = torch.ones(b, device=self.device), torch.zeros(b, device=self.device)
 
+    fake = self.G(z, y_onehot)
     self.D_opt.zero_grad(set_to_none=True)
-    fake = self.G(z, y_onehot).detach()
     d_loss = (F.binary_cross_entropy_with_logits(self.D(x, y_fill), ones)
-              + F.binary_cross_entropy_with_logits(self.D(fake, y_fill), zeros))
+              + F.binary_cross_entropy_with_logits(self.D(fake.detach(), y_fill), zeros))
     d_loss.backward()
     self.D_opt.step()
 
     self.G_opt.zero_grad(set_to_none=True)
-    g_loss = F.binary_cross_entropy_with_logits(self.D(self.G(z, y_onehot), y_fill), ones)
+    g_loss = F.binary_cross_entropy_with_logits(self.D(fake, y_fill), ones)
     g_loss.backward()
     self.G_opt.step()
-    return {'d_loss': d_loss.item(), 'g_loss': g_loss.item()}
+    return {'d_loss': d_loss.detach(), 'g_loss': g_loss.detach()}
 
   def time_steps(self, first: int, n: int) -> float:
-    """Seconds for steps first..first+n-1 (losses read every step, as a training loop does)."""
+    """Seconds for steps first..first+n-1, losses fetched at the end (as a loop that logs
+    every so many steps does; the JAX side is timed the same way)."""
     start = time.perf_counter()
     for i in range(first, first + n):
-      self.step(i)
+      losses = self.step(i)
+    float(losses['d_loss'])  # waits for the device
     return time.perf_counter() - start
 
 
@@ -161,11 +174,14 @@ def main() -> None:
   parser.add_argument('--steps', type=int, default=20)
   parser.add_argument('--repeats', type=int, default=3)
   parser.add_argument('--model', choices=sorted(PEERS), default='infogan_cgan')
+  parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+  parser.add_argument('--compile', action='store_true')
   args = parser.parse_args()
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   from cgan_jax import input_pipeline  # the same IDX reader as the JAX side
   images, labels = input_pipeline.load_split('fashion_mnist', 'train')
-  trainer = Trainer(images[..., 0], labels, model=args.model)
+  trainer = Trainer(images[..., 0], labels, model=args.model, device=args.device,
+                    compile=args.compile)
   trainer.time_steps(0, 3)  # warm-up
   times = [trainer.time_steps(3 + r * args.steps, args.steps) / args.steps
            for r in range(args.repeats)]

@@ -1,7 +1,9 @@
 """Training throughput of a config: images/s, s/epoch, memory, GFLOP/s; PyTorch side by side.
 
   python benchmarks/train_benchmark.py --config=configs/cgan_fashion_mnist.py \
-      [--steps=32] [--repeats=3] [--pipelines=device,numpy] [--json=/tmp/bench.json]
+      [--steps=32] [--repeats=3] [--pipelines=device:1,device:100,device:epoch,numpy] \
+      [--dtypes=float32,bfloat16] [--batch_sizes=64,256,1024] [--torch=eager,compile] \
+      [--peak_gflops=330] [--json=/tmp/bench.json]
 
 Each input pipeline is timed as the trainer runs it: 'device' (the split on device, up to
 config.steps_per_dispatch steps per dispatch), 'numpy' or 'tf.data' (a host batch per
@@ -35,10 +37,17 @@ _STEPS = flags.DEFINE_integer('steps', 32, 'Timed steps per repeat.')
 _REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed repeats (the median is reported).')
 _PIPELINES = flags.DEFINE_list('pipelines', ['device', 'numpy'],
                                "Input pipelines to time: 'device' (config.steps_per_dispatch "
-                               "steps per dispatch), 'device:K' (K steps), 'numpy', 'tf.data'.")
-_TORCH = flags.DEFINE_enum('torch', 'auto', ['auto', 'off'],
-                           'Time the PyTorch peer too (auto: when torch is importable and '
-                           'the config is the infoGAN CGAN).')
+                               "steps per dispatch), 'device:K' (K steps), 'device:epoch', "
+                               "'numpy', 'tf.data'.")
+_TORCH = flags.DEFINE_list('torch', ['auto'],
+                           "PyTorch peer modes to time: 'eager', 'compile' (torch.compile), "
+                           "'auto' (= eager, when torch is importable and the config has a "
+                           "peer: the infoGAN CGAN or the MLP CGAN), or 'off'.")
+_DTYPES = flags.DEFINE_list('dtypes', ['float32'], "JAX compute dtypes: 'float32', 'bfloat16'.")
+_BATCHES = flags.DEFINE_list('batch_sizes', [], 'Global batch sizes to time (default: the '
+                             "config's).")
+_PEAK = flags.DEFINE_float('peak_gflops', 0.0, "The machine's peak GFLOP/s (fp32), to print "
+                           'the share of it the step reaches (0: not printed).')
 _ABLATE = flags.DEFINE_bool('ablate_conv_transpose', False,
                              "Also time jax/device with the generator's fast (tap-wise kernel gradient) layer "
                              'swapped back to nn.ConvTranspose (docs/perf_notes.md).')
@@ -113,7 +122,8 @@ def _jax_runners(config, task, images, labels) -> tuple[dict[str, Callable], flo
   def make(pipeline: str, train_step=task.train_step):
     if not pipeline.startswith('device'):
       return f'jax/{pipeline}', host(pipeline, train_step)
-    k = int(pipeline.partition(':')[2] or config.steps_per_dispatch)
+    k = pipeline.partition(':')[2] or config.steps_per_dispatch or 1
+    k = spe if k == 'epoch' else int(k)
     return f'jax/device:{k}', device(k, train_step)
 
   for p in _PIPELINES.value:
@@ -131,23 +141,40 @@ def _jax_runners(config, task, images, labels) -> tuple[dict[str, Callable], flo
   return runners, flops
 
 
-def _torch_runner(config, images, labels) -> Callable | None:
-  if (_TORCH.value == 'off' or config.model not in ('infogan_cgan', 'mlp_cgan_concat')
+def _torch_runners(config, images, labels) -> dict[str, Callable]:
+  """{'torch/eager': run, 'torch/compile': run} as asked by --torch, where a peer exists."""
+  modes = [m for m in _TORCH.value if m != 'off']
+  modes = ['eager' if m == 'auto' else m for m in modes]
+  if (not modes or config.model not in ('infogan_cgan', 'mlp_cgan_concat')
       or config.get('n_critic', 1) != 1 or config.get('g_steps', 1) != 1):  # the peers' recipes
-    return None
+    return {}
   try:
+    import torch
     import torch_cgan
   except ImportError:
-    return None
-  trainer = torch_cgan.Trainer(images[..., 0], labels, config.batch_size, config.seed,
-                               model=config.model)
-  return trainer.time_steps
+    return {}
+  device = 'cuda' if torch.cuda.is_available() else 'cpu'
+  runners = {}
+  for mode in dict.fromkeys(modes):
+    trainer = torch_cgan.Trainer(images[..., 0], labels, config.batch_size, config.seed,
+                                 model=config.model, device=device, compile=mode == 'compile')
+    runners[f'torch/{mode}'] = trainer.time_steps
+  return runners
 
 
 def _device_memory() -> int | None:
   import jax
   stats = jax.devices()[0].memory_stats() or {}
   return stats.get('peak_bytes_in_use')
+
+
+def _variants(config):
+  """One config per (batch size, dtype) asked for."""
+  for batch in (_BATCHES.value or [config.batch_size]):
+    for dtype in _DTYPES.value:
+      c = config.copy_and_resolve_references()
+      c.batch_size, c.dtype = int(batch), dtype
+      yield c
 
 
 def main(argv):
@@ -157,12 +184,19 @@ def main(argv):
     config.steps_per_dispatch = 1
   import jax
   import numpy as np
-  task, images, labels = _load(config)
-  runners, flops = _jax_runners(config, task, images, labels)
-  torch_run = _torch_runner(config, images, labels)
-  if torch_run:
-    runners['torch/eager'] = torch_run
-  n, b = _STEPS.value, config.batch_size * config.get('n_critic', 1)  # images per step
+  runners, meta = {}, {}  # name -> run; name -> (images per step, batch, XLA FLOPs)
+  for c in _variants(config):
+    task, images, labels = _load(c)
+    jax_runs, flops = _jax_runners(c, task, images, labels)
+    b = c.batch_size * c.get('n_critic', 1)  # images per step
+    for name, run in jax_runs.items():
+      key = f'{name} {c.dtype} b{c.batch_size}'
+      runners[key], meta[key] = run, (b, c.batch_size, flops, len(images) // b)
+    if c.dtype == _DTYPES.value[0]:
+      for name, run in _torch_runners(c, images, labels).items():
+        key = f'{name} float32 b{c.batch_size}'
+        runners[key], meta[key] = run, (b, c.batch_size, None, len(images) // b)
+  n = _STEPS.value
   for name, run in runners.items():  # warm-up: compilation (one for every chunk length), caches
     print(f'warm-up {name}: {run(0, 2):.1f} s', flush=True)
   times = {name: [] for name in runners}
@@ -174,31 +208,46 @@ def main(argv):
       print(f'repeat {r}: {name} {times[name][-1]:.3f} s/step (load {os.getloadavg()[0]:.1f})',
             flush=True)
   loads.append(os.getloadavg()[0])
-  spe = len(images) // b
   rows = []
   for name, ts in times.items():
+    b, batch, flops, spe = meta[name]
     s = float(np.median(ts))
-    rows.append(dict(name=name, s_per_step=s, img_per_s=b / s, s_per_epoch=s * spe,
-                     gflop_per_s=(flops / s / 1e9 if name.startswith('jax') else None),
+    gflops = flops / s / 1e9 if flops else None
+    rows.append(dict(name=name, batch_size=batch, s_per_step=s, img_per_s=b / s,
+                     s_per_epoch=s * spe, gflop_per_s=gflops,
+                     xla_gflop_per_step=flops / 1e9 if flops else None,
+                     peak_share=gflops / _PEAK.value if gflops and _PEAK.value else None,
                      repeats=[round(t, 4) for t in ts]))
-  ref = times.get('torch/eager')
-  for row in rows:
+  for row in rows:  # against the eager peer at the same batch size
+    ref = times.get(f"torch/eager float32 b{row['batch_size']}")
     row['vs_torch'] = (float(np.median(ref)) / row['s_per_step']) if ref else None
   result = dict(
       config={k: config[k] for k in ('model', 'dataset', 'batch_size', 'steps_per_dispatch',
                                      'num_devices')},
-      machine=dict(cpu=platform.processor() or platform.machine(), cores=os.cpu_count(),
+      machine=dict(cpu=_cpu_name(), cores=os.cpu_count(),
                    device=jax.devices()[0].device_kind, num_devices=jax.device_count(),
-                   jax=jax.__version__, torch=_torch_version()),
+                   jax=jax.__version__, torch=_torch_version(),
+                   xla_flags=os.environ.get('XLA_FLAGS', '')),
+      date=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
       load_avg_1min=dict(start=loads[0], end=loads[-1], max=max(loads)),
-      steps_timed=n, repeats=_REPEATS.value, steps_per_epoch=spe,
-      xla_gflop_per_step=flops / 1e9, xla_gflop_per_image=flops / b / 1e9,
+      steps_timed=n, repeats=_REPEATS.value, peak_gflops=_PEAK.value or None,
       peak_host_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
       peak_device_bytes=_device_memory(), results=rows)
   _print(result)
   if _JSON.value:
     with open(_JSON.value, 'w') as f:
       json.dump(result, f, indent=1)
+
+
+def _cpu_name() -> str:
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('model name'):
+          return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
 
 
 def _torch_version() -> str | None:
@@ -208,20 +257,22 @@ def _torch_version() -> str | None:
 
 def _print(r: dict) -> None:
   m = r['machine']
-  print(f"\n{m['device']} x{m['num_devices']}, {m['cores']} cores; jax {m['jax']}, "
-        f"torch {m['torch']}; {r['config']['model']} batch {r['config']['batch_size']}; "
-        f"XLA: {r['xla_gflop_per_step']:.2f} GFLOP/step ({r['xla_gflop_per_image']:.3f}/image); "
-        f"load avg {r['load_avg_1min']['start']:.2f}..{r['load_avg_1min']['end']:.2f}")
+  print(f"\n{m['cpu']}; {m['device']} x{m['num_devices']}, {m['cores']} cores; jax {m['jax']}, "
+        f"torch {m['torch']}; {r['config']['model']}; {r['date']}; XLA_FLAGS="
+        f"'{m['xla_flags']}'; load avg {r['load_avg_1min']['start']:.2f}.."
+        f"{r['load_avg_1min']['end']:.2f} (max {r['load_avg_1min']['max']:.2f})")
   print(f"{r['steps_timed']} steps x {r['repeats']} repeats (median); peak host RSS "
-        f"{r['peak_host_rss_mib']:.0f} MiB; peak device memory "
+        f"{r['peak_host_rss_mib']:.0f} MiB (whole process); peak device memory "
         f"{r['peak_device_bytes'] if r['peak_device_bytes'] is not None else 'n/a (not reported)'}")
-  print('| run | s/step | images/s | s/epoch | GFLOP/s | vs PyTorch |')
-  print('|---|---|---|---|---|---|')
+  print('| run | s/step | images/s | s/epoch | XLA GFLOP/step | GFLOP/s | of peak | vs PyTorch |')
+  print('|---|---|---|---|---|---|---|---|')
   for row in r['results']:
     gf = f"{row['gflop_per_s']:.1f}" if row['gflop_per_s'] else '-'
+    xf = f"{row['xla_gflop_per_step']:.2f}" if row['xla_gflop_per_step'] else '-'
+    pk = f"{100 * row['peak_share']:.0f} %" if row['peak_share'] else '-'
     vs = f"{row['vs_torch']:.2f}x" if row['vs_torch'] else '-'
     print(f"| {row['name']} | {row['s_per_step']:.4g} | {row['img_per_s']:.1f} | "
-          f"{row['s_per_epoch']:.0f} | {gf} | {vs} |")
+          f"{row['s_per_epoch']:.0f} | {xf} | {gf} | {pk} | {vs} |")
 
 
 if __name__ == '__main__':

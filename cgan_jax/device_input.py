@@ -5,7 +5,9 @@ split is put on every device once. Each epoch, the same permutation as the host 
 (`input_pipeline.epoch_permutation`) goes to the devices as an index array, and one
 dispatch runs up to `config.steps_per_dispatch` train steps in a device loop, each
 gathering its batch on device. On XLA:CPU a step inside a loop runs several times slower
-(docs/perf_notes.md), so there the default is one step per dispatch, without a loop. Device i gathers exactly the rows the host pipeline would have sent it,
+(docs/perf_notes.md), so there the default ('auto', `feed_choice`) is host batches, one step
+per dispatch; on GPU/TPU it is this feed, a whole epoch per dispatch. Device i gathers
+exactly the rows the host pipeline would have sent it,
 so the model trained is the same (tests/test_speed_paths.py). Needs no TensorFlow.
 """
 
@@ -78,6 +80,22 @@ def _batch(images_NHWC: jax.Array, labels_N: jax.Array, rows_SB: jax.Array) -> d
   """The batch layout of input_pipeline.batches: image (S, B, H, W, C), label (S, B)."""
   return {'image': jnp.take(images_NHWC, rows_SB, axis=0),
           'label': jnp.take(labels_N, rows_SB, axis=0)}
+
+
+def feed_choice(pipeline: str, steps_per_dispatch: int, platform: str,
+                steps_per_epoch: int) -> tuple[str, int]:
+  """(pipeline, steps per dispatch) for config values that may be 'auto' / 0.
+
+  On XLA:CPU host batches one step per dispatch were fastest (docs/perf_notes.md); on an
+  accelerator the per-step dispatch and host transfer dominate a small model, so the split
+  lives on the device and a whole epoch of steps is one dispatch.
+  """
+  on_cpu = platform == 'cpu'
+  if pipeline == 'auto':
+    pipeline = 'numpy' if on_cpu else 'device'
+  if steps_per_dispatch == 0:
+    steps_per_dispatch = 1 if on_cpu else max(steps_per_epoch, 1)
+  return pipeline, steps_per_dispatch
 
 
 class DeviceFeed:

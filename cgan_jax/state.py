@@ -44,6 +44,9 @@ class GAN:
   d_constraint: Callable[[PyTree], PyTree] = lambda params: params  # after each D update
   aux: losses.AuxLoss = losses.NO_AUX  # the model's auxiliary-classifier terms
   image_size: int | None = None  # side G/D work at when it differs from the data's
+  # Mixed precision (config.dtype): G and D compute in this dtype in training (steps.py);
+  # parameters, optimizer state, BatchNorm statistics and losses stay float32.
+  compute_dtype: Any = jnp.float32
 
 
 @flax.struct.dataclass
@@ -105,7 +108,18 @@ def build_gan(config: ml_collections.ConfigDict, num_classes: int,
              d_steps=config.n_critic, g_steps=config.g_steps,
              gp_weight=float(config.gradient_penalty),
              d_constraint=clip_weights(config.clip_critic), aux=parts.aux,
-             image_size=parts.image_size)
+             image_size=parts.image_size, compute_dtype=compute_dtype(config))
+
+
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+
+def compute_dtype(config: ml_collections.ConfigDict) -> Any:
+  """config.dtype (absent in configs written before it: float32) as a jnp dtype."""
+  name = config.get('dtype', 'float32')
+  if name not in DTYPES:
+    raise UserError(f'dtype must be one of {", ".join(DTYPES)}, not {name!r}')
+  return DTYPES[name]
 
 
 def model_image_shape(gan: GAN, data_shape: tuple[int, ...]) -> tuple[int, ...]:

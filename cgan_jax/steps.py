@@ -58,17 +58,35 @@ def _uniform_per_example(key: jax.Array, batch_size: int) -> jax.Array:
       first + jnp.arange(batch_size))
 
 
-def apply_train(net, params, stats, *args, rng: jax.Array) -> tuple[Any, Any]:
-  """Applies a net in training mode; returns (output, updated BatchNorm statistics)."""
+def _cast_floats(tree, dtype):
+  return jax.tree.map(
+      lambda x: x.astype(dtype) if jnp.issubdtype(jnp.result_type(x), jnp.floating) else x, tree)
+
+
+def apply_train(net, params, stats, *args, rng: jax.Array,
+                dtype: Any = jnp.float32) -> tuple[Any, Any]:
+  """Applies a net in training mode; returns (output, updated BatchNorm statistics).
+
+  dtype bfloat16 (mixed precision): the float32 parameters and float inputs are cast to
+  bf16 inside the differentiated function, so every conv/matmul runs on bf16 operands and
+  the gradients arrive in float32; Flax's normalisation layers reduce their statistics in
+  float32 (running statistics stay float32), and the outputs are cast back to float32
+  before any loss is reduced.
+  """
   dropout_rng = jax.random.fold_in(rng, lax.axis_index(AXIS))  # distinct masks per device
+  if dtype != jnp.float32:
+    params, args = _cast_floats(params, dtype), _cast_floats(args, dtype)
   out, new_vars = net.apply({'params': params, 'batch_stats': stats}, *args, train=True,
                             mutable=['batch_stats'], rngs={'dropout': dropout_rng})
+  if dtype != jnp.float32:
+    out = _cast_floats(out, jnp.float32)
   return out, new_vars.get('batch_stats', stats)
 
 
 def generate(state: GANState, z_BZ: jax.Array, y_B: jax.Array, rng: jax.Array):
   """G(z, y) in training mode: (images, G's updated BatchNorm statistics)."""
-  return apply_train(state.gan.generator, state.g_params, state.g_stats, z_BZ, y_B, rng=rng)
+  return apply_train(state.gan.generator, state.g_params, state.g_stats, z_BZ, y_B, rng=rng,
+                     dtype=state.gan.compute_dtype)
 
 
 def generate_with_vjp(state: GANState, z_BZ: jax.Array, y_B: jax.Array, rng: jax.Array):
@@ -78,7 +96,8 @@ def generate_with_vjp(state: GANState, z_BZ: jax.Array, y_B: jax.Array, rng: jax
   gradient back through the same forward (as a PyTorch loop does with one `fake` tensor).
   """
   def forward(g_params):
-    return apply_train(state.gan.generator, g_params, state.g_stats, z_BZ, y_B, rng=rng)
+    return apply_train(state.gan.generator, g_params, state.g_stats, z_BZ, y_B, rng=rng,
+                       dtype=state.gan.compute_dtype)
 
   fake_BHWC, pullback, g_stats = jax.vjp(forward, state.g_params, has_aux=True)
   return fake_BHWC, lambda ct: pullback(ct)[0], g_stats
@@ -102,14 +121,15 @@ def d_step(state: GANState, x_BHWC: jax.Array, y_B: jax.Array, fake_BHWC: jax.Ar
 
   def loss_fn(d_params):
     real, stats = apply_train(gan.discriminator, d_params, state.d_stats, x_BHWC, y_B,
-                              rng=real_rng)
-    fake, stats = apply_train(gan.discriminator, d_params, stats, fake_BHWC, y_B, rng=fake_rng)
+                              rng=real_rng, dtype=gan.compute_dtype)
+    fake, stats = apply_train(gan.discriminator, d_params, stats, fake_BHWC, y_B, rng=fake_rng,
+                              dtype=gan.compute_dtype)
     adversarial = gan.loss.d(real.logits, fake.logits)
     aux = gan.aux.d(real.class_logits, fake.class_logits, y_B)
     terms = {'d_adv': adversarial, 'd_aux': aux}
     if gan.gp_weight:  # a static choice of the GAN, not a traced branch
       critic = lambda x: apply_train(gan.discriminator, d_params, stats, x, y_B,
-                                     rng=gp_rng)[0].logits
+                                     rng=gp_rng, dtype=gan.compute_dtype)[0].logits
       eps_B = _uniform_per_example(gp_rng, x_BHWC.shape[0])
       terms['gp'] = losses.gradient_penalty(critic, x_BHWC, fake_BHWC, eps_B)
     loss = adversarial + aux + gan.gp_weight * terms.get('gp', 0.0)
@@ -137,7 +157,7 @@ def g_loss_of_fakes(state: GANState, fake_BHWC: jax.Array, y_B: jax.Array,
   are not updated), averaged over the global batch."""
   gan = state.gan
   fake, _ = apply_train(gan.discriminator, state.d_params, state.d_stats, fake_BHWC, y_B,
-                        rng=rng)
+                        rng=rng, dtype=gan.compute_dtype)
   return lax.pmean(gan.loss.g(fake.logits) + gan.aux.g(fake.class_logits, y_B), AXIS)
 
 

@@ -131,6 +131,9 @@ class TranslationTask:
     self.config = config
     t = config.translation
     builder, two_way = TRANSLATORS[config.model]
+    if config.get('dtype', 'float32') != 'float32':
+      raise UserError(f'dtype={config.dtype} is implemented for the noise-to-image GANs only; '
+                      f'{config.model} trains in float32 (--config.dtype=float32)')
     if config.loss not in losses.LOSSES:
       raise UserError(f'unknown loss {config.loss!r}; known: {", ".join(sorted(losses.LOSSES))}')
     if t.image_size < 8 or t.image_size & (t.image_size - 1):

@@ -34,8 +34,14 @@ def get_config() -> ml_collections.ConfigDict:
   c.num_epochs = 40
   c.data_dir = ''                   # TFDS data_dir or a folder with the four IDX files
   c.allow_download = True           # TFDS download if no local copy (connected machines)
-  c.pipeline = 'tf.data'            # 'tf.data' | 'numpy' | 'device' (split on device; no TF)
-  c.steps_per_dispatch = 1          # 'device' pipeline: steps per dispatch (>1: a device loop)
+  # 'auto': 'numpy' host batches on CPU, 'device' (the split on the accelerator) elsewhere;
+  # or 'tf.data' | 'numpy' | 'device' (split on device; no TF).
+  c.pipeline = 'auto'
+  # 'device' pipeline: steps per dispatch (>1: a device loop); 0: 1 on CPU (convolutions run
+  # slower inside a loop there), a whole epoch on GPU/TPU (chunks still stop at each log,
+  # checkpoint and FID step).
+  c.steps_per_dispatch = 0
+  c.dtype = 'float32'               # 'bfloat16': bf16 activations and conv/matmul inputs
   c.num_devices = 0                 # 0: all local devices
   c.log_every_steps = 100
   c.checkpoint_every_steps = 0      # 0: checkpoint at the end of each epoch only
@@ -48,5 +54,6 @@ def get_config() -> ml_collections.ConfigDict:
 
 # Fields that may differ between a checkpoint and the config resuming it.
 RUNTIME_FIELDS = ('num_epochs', 'data_dir', 'allow_download', 'pipeline', 'steps_per_dispatch',
+                  'dtype',
                   'num_devices', 'log_every_steps', 'checkpoint_every_steps', 'keep_checkpoints',
                   'sample_every_epochs', 'eval_every_steps', 'eval_num_samples')
