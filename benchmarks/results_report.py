@@ -260,13 +260,14 @@ def write(runs_dir: str, out_dir: str, order: tuple[str, ...]) -> list[str]:
   for row in models:
     src = os.path.join(milestone_dir(os.path.join(runs_dir, row['recipe']), row['epoch']), GRID)
     dst = os.path.join(out_dir, f'{row["recipe"]}_epoch_{row["epoch"]:04d}.png')
-    shutil.copyfile(src, dst)
+    shutil.copyfile(src, f'{dst}.tmp{os.getpid()}')  # atomic: two reports may run at once
+    os.replace(f'{dst}.tmp{os.getpid()}', dst)
     cells[(row['recipe'], row['epoch'])] = dst
     written.append(dst)
   names = []
   for name, recipes in figures(list(dict.fromkeys(r for r, _ in cells))).items():
     epochs = sorted({e for r, e in cells if r in recipes})
-    tmp = os.path.join(out_dir, f'.{name}.tmp.png')
+    tmp = os.path.join(out_dir, f'.{name}.tmp{os.getpid()}.png')
     figure(cells, recipes, epochs).save(tmp)
     os.replace(tmp, os.path.join(out_dir, name))
     names.append(name)
