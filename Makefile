@@ -8,10 +8,12 @@ FASHION_DIR := /usr/share/datasets/fashion-mnist
 
 .PHONY: setup data train test test-fast test-learning clean
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet torch==2.13.0  # tests only (pytorch-fid parity); CPU wheel here
+	$(PY) -m pip install --quiet --no-deps -r requirements-test.txt
 	touch $@
 
 setup: $(VENV)/.installed

@@ -1,0 +1,101 @@
+"""eval.py's InceptionV3 tables on a tiny real CGAN run: protocol columns, one table per feature
+space, a real-feature cache per extractor, one error line for missing weights.
+
+The network here has random weights (tests/test_inception.py) and, to fit CI, reads 75x75
+inputs (the smallest InceptionV3 takes) instead of 299x299; the parity with pytorch-fid at
+299x299 is tested there.
+"""
+
+import csv
+import io
+import json
+import os
+import shutil
+
+import pytest
+
+from conftest import TINY, run_script
+from test_inception import random_pth  # noqa: F401  (a session fixture)
+
+from cgan_jax.evaluation import evaluator, features, inception, tables
+
+N = 2049  # the least with a full-rank covariance of 2048-d features
+
+
+@pytest.fixture(scope='module')
+def cgan(tmp_path_factory, fashion_dir, jax_env) -> str:
+  workdir = tmp_path_factory.mktemp('inception_eval') / 'cgan'
+  proc = run_script('train.py', '--config=configs/cgan_fashion_mnist.py', f'--workdir={workdir}',
+                    *TINY, '--config.num_epochs=1', env=jax_env)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return str(workdir)
+
+
+@pytest.fixture
+def small_inception(monkeypatch):
+  monkeypatch.setattr(inception, 'SIZE', 75)
+
+
+@pytest.mark.slow
+def test_both_feature_spaces_give_one_table_each_with_their_protocol(
+    cgan, random_pth, small_inception, fashion_dir, tmp_path):  # noqa: F811
+  cache = str(tmp_path / 'cache')
+  options = evaluator.Options(num_samples=N, num_real=N, kid_subsets=2, kid_subset_size=200,
+                              features=('classifier', 'inception'), inception_weights=random_pth,
+                              cache_dir=cache, data_dir=fashion_dir)
+  rows = evaluator.evaluate([cgan], options)['gan']
+  assert [(r['extractor'], r['model']) for r in rows] == [
+      ('classifier', 'real data'), ('classifier', 'infogan_cgan'),
+      ('inception', 'real data'), ('inception', 'infogan_cgan')]
+  sha = inception.load(random_pth).sha256
+  for row in rows:
+    assert row['samples'] == N and row['real_images'] == N and row['real_split'] == 'train'
+    assert row['seed'] == 0 and row['fid'] > 0
+  for row in rows[2:]:
+    assert row['features'] == f'inception-{sha[:8]}' and row['extractor_sha256'] == sha
+    assert row['resize'].startswith('28x28 -> 75x75 bilinear') and 'NOT the standard' in row['note']
+    assert row['cond_acc'] is None and 1.0 < row['is'] < 1008  # ImageNet's classes, not ours
+    assert row['intra_fid'] is None  # needs 10 x 2049 samples
+  assert rows[1]['cond_acc'] is not None and rows[0]['note'] is None
+  assert rows[3]['fid'] > rows[2]['fid']  # 4 steps of training are worse than real data
+
+  md = tables.render(rows, 'markdown')
+  assert md.count('Protocol: features') == 2 and md.count('| run | model |') == 2
+  assert f'(sha256 {sha})' in md and 'the train split, 2049 images' in md
+  by_csv = list(csv.DictReader(io.StringIO(tables.render(rows, 'csv'))))
+  assert [r['extractor'] for r in by_csv] == ['classifier'] * 2 + ['inception'] * 2
+  by_json = json.loads(tables.render(rows, 'json'))
+  assert by_json[3]['extractor_sha256'] == sha and by_json[3]['cond_acc'] is None
+
+  files = sorted(os.listdir(cache))
+  assert len(files) == 4 and sum('inception-' in f for f in files) == 2, files
+
+
+def test_real_cache_is_never_reused_across_extractors(random_pth, small_inception,  # noqa: F811
+                                                       fashion_dir, tmp_path):
+  cache = str(tmp_path / 'cache')
+  options = evaluator.Options(data_dir=fashion_dir)
+  clf = evaluator.feature_space('classifier', 'fashion_mnist', options)
+  inc = inception.feature_space(inception.load(random_pth))
+  a = features.real_set(clf, 'test', cache, fashion_dir, dataset='fashion_mnist', num_real=16)
+  clf_path = features.cache_path(cache, 'fashion_mnist', 'test', clf, 16)
+  inc_path = features.cache_path(cache, 'fashion_mnist', 'test', inc, 16)
+  assert clf_path != inc_path
+  shutil.copy(clf_path, inc_path)  # a cache file under the other extractor's name
+  b = features.real_set(inc, 'test', cache, fashion_dir, dataset='fashion_mnist', num_real=16)
+  assert a.features.shape == (16, 128) and b.features.shape == (16, 2048)
+  again = features.real_set(inc, 'test', cache, fashion_dir, dataset='fashion_mnist', num_real=16)
+  assert (again.features == b.features).all()  # now cached under its own checksum
+
+
+def test_missing_weights_is_one_error_line(cgan, tmp_path, jax_env):
+  env = {**jax_env, 'TORCH_HOME': str(tmp_path / 'torch'), inception.ENV_WEIGHTS: ''}
+  proc = run_script('eval.py', f'--workdir={cgan}', '--features=classifier,inception',
+                    f'--cache_dir={tmp_path / "cache"}', env=env)
+  assert proc.returncode == 2 and proc.stdout == ''
+  lines = [l for l in proc.stderr.splitlines() if l.startswith('error:')]
+  assert len(lines) == 1 and 'no InceptionV3 weights: looked at' in lines[0], proc.stderr[-2000:]
+  assert inception.STANDARD_FILE in lines[0] and str(tmp_path / 'torch') in lines[0]
+  assert not os.path.exists(tmp_path / 'cache')  # refused before any feature was computed
+  proc = run_script('eval.py', f'--workdir={cgan}', '--features=inceptionv3', env=env)
+  assert proc.returncode == 2 and "unknown --features 'inceptionv3'" in proc.stderr
