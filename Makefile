@@ -52,3 +52,14 @@ results: setup data
 
 clean:
 	rm -rf runs .pytest_cache $${XDG_CACHE_HOME:-$$HOME/.cache}/cgan_jax
+
+# What the accelerator check (benchmarks/accelerator_check.sh) carries to a GPU machine that
+# has jax/flax/optax/orbax/torch but no ml_collections, clu or data: pure-Python wheels in
+# .whl/ and the Fashion-MNIST IDX files in data/fashion-mnist/ (both git-ignored).
+.PHONY: gpu-bundle
+gpu-bundle: setup data
+	mkdir -p .whl data/fashion-mnist
+	$(PY) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+	  --implementation cp --platform manylinux2014_x86_64 --platform any -d .whl \
+	  ml_collections==1.1.0 clu==0.0.12
+	cp $(FASHION_DIR)/*-ubyte.gz data/fashion-mnist/

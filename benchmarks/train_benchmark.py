@@ -56,8 +56,9 @@ _JSON = flags.DEFINE_string('json', None, 'Also write the results here as JSON.'
 
 def _load(config):
   """The task of the config (any model: noise-to-image or image-to-image) and its train data."""
-  from cgan_jax import tasks
-  task = tasks.build(config)
+  from cgan_jax import parallel, tasks
+  # As the trainer builds it: BatchNorm without a cross-device axis on one device.
+  task = tasks.build(config, parallel.batch_norm_axis(parallel.make_mesh(config.num_devices)))
   images, labels = task.load('train')
   return task, images, labels
 

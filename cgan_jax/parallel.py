@@ -28,18 +28,22 @@ def data_sharded(mesh: Mesh) -> NamedSharding:
 
 
 def per_device(fn: Callable, mesh: Mesh, in_specs, out_specs) -> Callable:
-  """`fn` written per device (collectives over AXIS), run over the mesh.
+  """`fn` written per device (collectives over AXIS), run over the mesh with `jax.shard_map`.
 
-  Several devices: `jax.shard_map`. One device: the same function under a size-1 `vmap`
-  named AXIS, so its pmeans and axis_index still mean what they mean per device, but no
-  all-reduce is compiled (shard_map's autodiff leaves one per gradient in the 1-device
-  step; tests/test_speed_paths.py checks the HLO). Outputs must be replicated (P()) or
-  per-example along the batch axis; both are the same array on one device.
+  On a one-device mesh shard_map's autodiff would still insert an all-reduce per gradient
+  (the transpose of replicating the parameters) and the steps' `pmean`s would compile to
+  one-participant all-reduces; there it runs without that typing (`check_vma=False`: one
+  device's gradient is already the global one), `steps.pmean` is the identity, and the
+  trainer builds BatchNorm without an axis (`batch_norm_axis`), so the compiled step has no
+  collective (tests/test_accelerator_paths.py reads the HLO).
   """
-  if mesh.size > 1:
-    return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs)
-  lane = jax.vmap(fn, in_axes=None, out_axes=0, axis_name=AXIS, axis_size=1)
-  return lambda *args: jax.tree.map(lambda x: x[0], lane(*args))
+  return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs,
+                       check_vma=mesh.size > 1)
+
+
+def batch_norm_axis(mesh: Mesh) -> str | None:
+  """The axis BatchNorm averages its statistics over: AXIS, or none on one device."""
+  return AXIS if mesh.size > 1 else None
 
 
 def data_parallel(step_fn: Callable, mesh: Mesh, donate: bool = True) -> Callable:

@@ -40,6 +40,12 @@ def to_pixel_range(image_BHWC: jax.Array, gan: GAN) -> jax.Array:
   return x
 
 
+def pmean(x):
+  """The mean over the ('data',) axis; on a one-device mesh the value itself, so that no
+  all-reduce is compiled there (see parallel.per_device)."""
+  return x if lax.axis_size(AXIS) == 1 else lax.pmean(x, AXIS)
+
+
 def sample_latents(gan: GAN, key: jax.Array, batch_size: int) -> jax.Array:
   """z for this device's examples, one key per *global* example index.
 
@@ -133,21 +139,20 @@ def d_step(state: GANState, x_BHWC: jax.Array, y_B: jax.Array, fake_BHWC: jax.Ar
       eps_B = _uniform_per_example(gp_rng, x_BHWC.shape[0])
       terms['gp'] = losses.gradient_penalty(critic, x_BHWC, fake_BHWC, eps_B)
     loss = adversarial + aux + gan.gp_weight * terms.get('gp', 0.0)
-    return lax.pmean(loss, AXIS), (stats, real, fake, lax.pmean(terms, AXIS))
+    return pmean(loss), (stats, real, fake, pmean(terms))
 
   (loss, (stats, real, fake, terms)), grads = jax.value_and_grad(
       loss_fn, has_aux=True)(state.d_params)
   updates, d_opt = gan.d_tx.update(grads, state.d_opt, state.d_params)
   d_params = gan.d_constraint(optax.apply_updates(state.d_params, updates))
   metrics = {'d_loss': loss,
-             'D(x)': lax.pmean(jnp.mean(gan.loss.score(real.logits)), AXIS),
-             'D(G(z))': lax.pmean(jnp.mean(gan.loss.score(fake.logits)), AXIS)}
+             'D(x)': pmean(jnp.mean(gan.loss.score(real.logits))),
+             'D(G(z))': pmean(jnp.mean(gan.loss.score(fake.logits)))}
   if gan.gp_weight:
     metrics['gradient_penalty'] = terms['gp']
   if real.class_logits is not None:
     metrics['d_class_loss'] = terms['d_aux']
-    metrics['D_class_acc(x)'] = lax.pmean(
-        jnp.mean(jnp.argmax(real.class_logits, -1) == y_B), AXIS)
+    metrics['D_class_acc(x)'] = pmean(jnp.mean(jnp.argmax(real.class_logits, -1) == y_B))
   return state.replace(d_params=d_params, d_stats=stats, d_opt=d_opt), metrics
 
 
@@ -158,7 +163,7 @@ def g_loss_of_fakes(state: GANState, fake_BHWC: jax.Array, y_B: jax.Array,
   gan = state.gan
   fake, _ = apply_train(gan.discriminator, state.d_params, state.d_stats, fake_BHWC, y_B,
                         rng=rng, dtype=gan.compute_dtype)
-  return lax.pmean(gan.loss.g(fake.logits) + gan.aux.g(fake.class_logits, y_B), AXIS)
+  return pmean(gan.loss.g(fake.logits) + gan.aux.g(fake.class_logits, y_B))
 
 
 def apply_g_grads(state: GANState, grads, g_stats) -> GANState:

@@ -148,7 +148,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
     # updates.
     steps_per_epoch = input_pipeline.steps_per_epoch(len(images),
                                                      config.batch_size * probe.micro_steps)
-    task = tasks.build(config, steps_per_epoch=steps_per_epoch)  # sized schedules, if any
+    task = tasks.build(config, parallel.batch_norm_axis(mesh),  # none on one device
+                       steps_per_epoch=steps_per_epoch)  # sized schedules, if any
     with checkpointing.Checkpointer(workdir, max_to_keep=config.keep_checkpoints) as ckpt:
       return _train(config, workdir, task, images, labels, steps_per_epoch, mesh, ckpt, stop)
 
