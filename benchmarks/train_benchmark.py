@@ -86,12 +86,18 @@ def _jax_runners(config, task, images, labels) -> tuple[dict[str, Callable], flo
   def host(pipeline: str, train_step=task.train_step):
     state, step_fn = fresh(), parallel.data_parallel(train_step, mesh)
 
+    def batches(first: int):
+      """Batches from step `first` on, across epoch boundaries."""
+      epoch, start = divmod(first, spe)
+      while True:
+        yield from input_pipeline.batches(images, labels, global_batch=config.batch_size,
+                                          seed=config.seed, epoch=epoch, start_step=start,
+                                          micro_steps=micro, pipeline=pipeline)
+        epoch, start = epoch + 1, 0
+
     def run(first: int, n: int) -> float:
       nonlocal state
-      epoch, start = divmod(first, spe)
-      it = input_pipeline.batches(images, labels, global_batch=config.batch_size,
-                                  seed=config.seed, epoch=epoch, start_step=start,
-                                  micro_steps=micro, pipeline=pipeline)
+      it = batches(first)
       t = time.perf_counter()
       for _, batch in zip(range(n), it):
         state, metrics = step_fn(state, parallel.global_batch(batch, mesh))
@@ -112,10 +118,13 @@ def _jax_runners(config, task, images, labels) -> tuple[dict[str, Callable], flo
       feed.start_epoch(epoch, start)
       t = time.perf_counter()
       done = 0
-      while done < n:
-        k = min(feed.max_steps, n - done)
+      while done < n:  # chunks stop at epoch ends, as the trainer's do
+        if start == spe:
+          epoch, start = epoch + 1, 0
+          feed.start_epoch(epoch, 0)
+        k = min(feed.max_steps, n - done, spe - start)
         state, metrics = feed.run(state, k)
-        done += k
+        done, start = done + k, start + k
       jax.block_until_ready((state, metrics))
       return time.perf_counter() - t
     return run
