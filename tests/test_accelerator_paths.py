@@ -205,3 +205,26 @@ def test_one_device_step_has_no_all_reduce_and_equals_the_collective_path():
   _assert_close(m1, m4, rtol=2e-4)
   _assert_close((one.g_params, one.d_params, one.g_stats, one.d_stats),
                 (four.g_params, four.d_params, four.g_stats, four.d_stats), atol=1e-6)
+
+
+def test_feed_choice_by_backend():
+  from cgan_jax import device_input
+  assert device_input.feed_choice('auto', 0, 'cpu', 937) == ('numpy', 1)
+  assert device_input.feed_choice('auto', 0, 'gpu', 937) == ('device', 937)
+  assert device_input.feed_choice('auto', 0, 'tpu', 937) == ('device', 937)
+  assert device_input.feed_choice('tf.data', 0, 'gpu', 937) == ('tf.data', 937)
+  assert device_input.feed_choice('device', 25, 'cpu', 937) == ('device', 25)  # as asked
+
+
+def test_bfloat16_step_computes_in_bf16_and_keeps_fp32_state():
+  config = _config(dtype='bfloat16')
+  mesh, state = _setup(config, 1)
+  step = parallel.data_parallel(steps.train_step, mesh, donate=False)
+  batch = parallel.global_batch(_batch(0), mesh)
+  text = step.lower(state, batch).as_text()
+  assert re.search(r'stablehlo.convolution[^\n]*bf16', text)  # conv operands in bf16
+  new, metrics = step(state, batch)
+  for leaf in jax.tree.leaves((new.g_params, new.d_params, new.g_opt, new.d_opt,
+                               new.g_stats, new.d_stats, metrics)):
+    if jnp.issubdtype(leaf.dtype, jnp.floating):
+      assert leaf.dtype == jnp.float32
