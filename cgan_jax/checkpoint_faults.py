@@ -29,14 +29,27 @@ def chain(e: BaseException) -> Iterator[BaseException]:
     e = e.__cause__ or e.__context__
 
 
+# TensorStore's bracketed payloads ([tensorstore_spec='{...}'] [os_error_code='27']) and the
+# OCDBT preamble that names the database (the file is named apart).
+_PAYLOAD = re.compile(r"\s*\[(\w+)='((?:[^'\\]|\\.)*)'\]")
+_OCDBT_PREAMBLE = re.compile(r'Error (?:reading|writing) "[^"]+" in OCDBT database at local file '
+                             r'"[^"]+": ')
+
+
+def _tidy(text: str) -> str:
+  """One TensorStore status line, without its payloads; the OS error number kept."""
+  code = dict(_PAYLOAD.findall(text)).get('os_error_code')
+  text = _OCDBT_PREAMBLE.sub('', _PAYLOAD.sub('', text)).strip().splitlines()[0]
+  return (text[:500] + (f' (OS error {code})' if code else '')).strip()
+
+
 def root_cause(e: BaseException) -> str:
-  """The innermost error's first line (an OSError as 'strerror: file')."""
+  """The innermost error in one line (an OSError as '[Errno N] strerror: file')."""
   for x in reversed(list(chain(e))):
     if isinstance(x, OSError) and x.strerror:
       return f'[Errno {x.errno}] {x.strerror}' + (f': {x.filename}' if x.filename else '')
-    text = str(x).strip()
-    if text:
-      return text.splitlines()[0][:400]
+    if str(x).strip():
+      return _tidy(str(x))
   return type(e).__name__
 
 

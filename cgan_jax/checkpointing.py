@@ -89,7 +89,8 @@ class Checkpointer:
 
   def _write_error(self, step: int | None, e: BaseException) -> CheckpointWriteError:
     try:
-      intact = [s for s in self._manager.all_steps(read=True) if s != step]
+      self._manager.reload()  # what is on disk now
+      intact = [s for s in self._manager.all_steps() if s != step]
     except Exception:  # noqa: BLE001 - the directory itself may be gone
       intact = []
     kept = (f'the earlier checkpoints are intact (steps {", ".join(map(str, sorted(intact)))} '
