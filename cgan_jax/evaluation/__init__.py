@@ -1,7 +1,10 @@
-"""Evaluation of generators in a fixed feature space (a committed per-dataset classifier).
+"""Evaluation of generators in fixed feature spaces: a committed per-dataset classifier (the
+default) and InceptionV3 with pytorch-fid's weights (numbers comparable with papers).
 
   classifier  the feature network, its training command and its checksummed asset
-  features    classifier features of images; cached features of the real splits
+  inception   InceptionV3 (FID variant) in Flax, pytorch-fid's preprocessing, its weights file
+  pth         a torch-free reader of PyTorch state-dict files
+  features    feature spaces, features of images; cached features of the real splits
   metrics     FID, IS, KID, precision/recall, intra-FID, conditional accuracy (pure numpy)
   evaluator   scoring runs and real data; `evaluate` (eval.py) and `make_periodic_fid` (trainer)
   tables      markdown / CSV / JSON
@@ -12,7 +15,7 @@ Submodules load on first use, so `python -m cgan_jax.evaluation.classifier` impo
 import importlib
 from typing import Any
 
-_SUBMODULES = ('classifier', 'features', 'metrics', 'evaluator', 'tables')
+_SUBMODULES = ('classifier', 'inception', 'pth', 'features', 'metrics', 'evaluator', 'tables')
 _FROM_EVALUATOR = ('Options', 'evaluate', 'make_periodic_fid')
 
 
