@@ -194,6 +194,7 @@ def main(argv):
     config.steps_per_dispatch = 1
   import jax
   import numpy as np
+  import results_report  # benchmarks/: the CPU's name, as the results tables give it
   runners, meta = {}, {}  # name -> run; name -> (images per step, batch, XLA FLOPs)
   for c in _variants(config):
     task, images, labels = _load(c)
@@ -234,7 +235,7 @@ def main(argv):
   result = dict(
       config={k: config[k] for k in ('model', 'dataset', 'batch_size', 'steps_per_dispatch',
                                      'num_devices')},
-      machine=dict(cpu=_cpu_name(), cores=os.cpu_count(),
+      machine=dict(cpu=results_report.cpu_model(), cores=os.cpu_count(),
                    device=jax.devices()[0].device_kind, num_devices=jax.device_count(),
                    jax=jax.__version__, torch=_torch_version(),
                    xla_flags=os.environ.get('XLA_FLAGS', '')),
@@ -247,17 +248,6 @@ def main(argv):
   if _JSON.value:
     with open(_JSON.value, 'w') as f:
       json.dump(result, f, indent=1)
-
-
-def _cpu_name() -> str:
-  try:
-    with open('/proc/cpuinfo') as f:
-      for line in f:
-        if line.startswith('model name'):
-          return line.split(':', 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or platform.machine()
 
 
 def _torch_version() -> str | None:
