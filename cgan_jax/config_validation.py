@@ -86,6 +86,21 @@ FIELDS: dict[str, Check] = {
     'sample_every_epochs': integer(1),
     'eval_every_steps': integer(0, note=' (0: off)'),
     'eval_num_samples': integer(2),
+    'profile_steps': integer(0, note=' (0: off)'),
+}
+
+# Fields a recipe may set and others leave out (absent: cgan_jax.state.SCHEDULE_DEFAULTS and
+# cgan_jax.models.MODEL_OPTIONS, the classic step and the models as first written).
+OPTIONAL_FIELDS: dict[str, Check] = {
+    'sample_fake_labels': FLAG, 'fresh_g_inputs': FLAG, 'split_d_step': FLAG,
+    'simultaneous_updates': FLAG,
+    'critic_warmup_iters': integer(0, note=' (0: no warm-up; WGAN paper: 100)'),
+    'critic_warmup_first': integer(0), 'critic_warmup_every': integer(0, note=' (0: never)'),
+    'lr_decay_rate': real(0.0, 1.0, open_low=True),
+    'lr_decay_every_steps': integer(1),
+    'critic_layer_norm': one_of('channels', 'hwc'),
+    'g_activation': one_of('relu', 'leaky_relu'),
+    'g_output_batch_norm': FLAG,
 }
 
 # Optimizer fields (cgan_jax.state.OPTIMIZERS' keyword arguments) that have a valid range.
@@ -93,6 +108,7 @@ OPTIMIZER_FIELDS: dict[str, Check] = {
     'name': TEXT, 'learning_rate': POSITIVE,
     'b1': UNIT, 'b2': UNIT, 'eps': POSITIVE, 'eps_root': NON_NEGATIVE,
     'decay': UNIT, 'initial_scale': NON_NEGATIVE, 'centered': FLAG, 'nesterov': FLAG,
+    'eps_in_sqrt': FLAG,
     'momentum': lambda v: None if v is None else UNIT(v),
 }
 
@@ -131,6 +147,10 @@ def _check_group(group: Any, rules: dict[str, Check], prefix: str,
 def _cross_field(config: ml_collections.ConfigDict) -> list[str]:
   """Constraints between fields (only once each field is valid on its own)."""
   problems = []
+  warm = config.get('critic_warmup_iters', 0)
+  if warm and warm % config.n_critic:
+    problems.append(f'critic_warmup_iters {warm} must be a multiple of n_critic '
+                    f'{config.n_critic} (one step makes n_critic critic updates)')
   per_step = config.batch_size * config.n_critic
   if 0 < config.num_train_examples < per_step:
     problems.append(f'num_train_examples {config.num_train_examples} is fewer than one step '
@@ -141,7 +161,7 @@ def _cross_field(config: ml_collections.ConfigDict) -> list[str]:
 
 def problems(config: ml_collections.ConfigDict) -> list[str]:
   """Everything wrong with `config`, one phrase per bad field (empty: all valid)."""
-  found = _check_group(config, FIELDS, '', required=tuple(FIELDS))
+  found = _check_group(config, {**FIELDS, **OPTIONAL_FIELDS}, '', required=tuple(FIELDS))
   for name in ('g_optimizer', 'd_optimizer'):
     if name in config:
       found += _check_group(config[name], OPTIMIZER_FIELDS, f'{name}.',

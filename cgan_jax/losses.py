@@ -1,7 +1,8 @@
 """GAN objectives as pure functions of discriminator outputs.
 
 A `LossPair` is the adversarial objective: d(real_logits, fake_logits) and g(fake_logits),
-each a scalar mean over the (local) batch; `score` maps a logit to what the logs call D(x)
+each a scalar mean over the (local) batch; d_real + d_fake are d's two halves, for a D that
+takes one optimiser step on the real batch and another on the fakes (Keras's ACGAN); `score` maps a logit to what the logs call D(x)
 (a probability for the cross-entropy losses, the critic value otherwise). The gradient
 penalty and the auxiliary-classifier terms are added on top by the step when the GAN asks.
 """
@@ -14,10 +15,13 @@ import optax
 
 
 class LossPair(NamedTuple):
-  """d(real_logits, fake_logits) -> D's loss;  g(fake_logits) -> G's loss."""
+  """d(real_logits, fake_logits) -> D's loss;  g(fake_logits) -> G's loss;
+  d(r, f) = d_real(r) + d_fake(f) where the halves are given (None: not separable)."""
   d: Callable[[jax.Array, jax.Array], jax.Array]
   g: Callable[[jax.Array], jax.Array]
   score: Callable[[jax.Array], jax.Array] = jax.nn.sigmoid
+  d_real: Optional[Callable[[jax.Array], jax.Array]] = None
+  d_fake: Optional[Callable[[jax.Array], jax.Array]] = None
 
 
 def d_cross_entropy(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
@@ -64,12 +68,25 @@ def _identity(x: jax.Array) -> jax.Array:
   return x
 
 
+# The halves of each D loss (d(r, f) = real(r) + fake(f)), for a D stepped on each separately.
+def _ce_real(r): return jnp.mean(jax.nn.softplus(-r))      # -E[log D(x)]
+def _ce_fake(f): return jnp.mean(jax.nn.softplus(f))       # -E[log(1 - D(G(z)))]
+def _w_real(r): return -jnp.mean(r)                        # -E[f(x)]
+def _w_fake(f): return jnp.mean(f)                         # E[f(G(z))]
+def _hinge_real(r): return jnp.mean(jax.nn.relu(1.0 - r))  # E[max(0, 1 - D(x))]
+def _hinge_fake(f): return jnp.mean(jax.nn.relu(1.0 + f))  # E[max(0, 1 + D(G(z)))]
+def _ls_real(r): return 0.5 * jnp.mean((r - 1.0) ** 2)     # 1/2 E[(D(x) - 1)^2]
+def _ls_fake(f): return 0.5 * jnp.mean(f ** 2)             # 1/2 E[D(G(z))^2]
+
+
 LOSSES: dict[str, LossPair] = {
-    'non_saturating': LossPair(d_cross_entropy, g_non_saturating),
-    'minimax': LossPair(d_cross_entropy, g_minimax),
-    'wasserstein': LossPair(d_wasserstein, g_wasserstein, _identity),
-    'hinge': LossPair(d_hinge, g_wasserstein, _identity),  # G: -E[D(G(z))], as in SAGAN
-    'least_squares': LossPair(d_least_squares, g_least_squares, _identity),
+    'non_saturating': LossPair(d_cross_entropy, g_non_saturating, d_real=_ce_real,
+                               d_fake=_ce_fake),
+    'minimax': LossPair(d_cross_entropy, g_minimax, d_real=_ce_real, d_fake=_ce_fake),
+    'wasserstein': LossPair(d_wasserstein, g_wasserstein, _identity, _w_real, _w_fake),
+    # G: -E[D(G(z))], as in SAGAN
+    'hinge': LossPair(d_hinge, g_wasserstein, _identity, _hinge_real, _hinge_fake),
+    'least_squares': LossPair(d_least_squares, g_least_squares, _identity, _ls_real, _ls_fake),
 }
 
 
@@ -88,16 +105,17 @@ def gradient_penalty(critic: Callable[[jax.Array], jax.Array], x_real_BHWC: jax.
 
 
 class AuxLoss(NamedTuple):
-  """Auxiliary-classifier terms over D's class logits (B, K or K+1) and the labels y (B,).
+  """Auxiliary-classifier terms over D's class logits (B, K or K+1) and the labels (B,).
 
-  d(real_class_logits, fake_class_logits, y) -> added to D's loss;
-  g(fake_class_logits, y) -> added to G's loss.
+  d(real_class_logits, fake_class_logits, y_real, y_fake=y_real) -> added to D's loss; either
+  logits may be None (a D step on real images only, or on fakes only), dropping its term;
+  g(fake_class_logits, y_fake) -> added to G's loss.
   """
-  d: Callable[[Optional[jax.Array], Optional[jax.Array], jax.Array], jax.Array]
+  d: Callable[..., jax.Array]
   g: Callable[[Optional[jax.Array], jax.Array], jax.Array]
 
 
-def _no_aux_d(real_cls, fake_cls, y_B):
+def _no_aux_d(real_cls, fake_cls, y_B, y_fake_B=None):
   return jnp.zeros(())
 
 
@@ -116,15 +134,22 @@ def class_nll(class_logits_BK: jax.Array, y_B: jax.Array) -> jax.Array:
 def acgan_aux(num_classes: int, fake_class: bool) -> AuxLoss:
   """ACGAN's L_C. D maximises L_S + L_C, G maximises L_C - L_S; as losses to minimise:
 
-  fake_class=False (Odena et al., K outputs): D: -log P(y|x) - log P(y|G(z, y));
-                                               G: -log P(y|G(z, y)).
-  fake_class=True  (Keras seed, K+1 outputs): D: -log P(y|x) - log P(K|G(z, y)), K = "fake";
-                                               G: -log P(y|G(z, y)).
+  fake_class=False (Odena et al., K outputs): D: -log P(y|x) - log P(c|G(z, c));
+                                               G: -log P(c|G(z, c)).
+  fake_class=True  (Keras seed, K+1 outputs): D: -log P(y|x) - log P(K|G(z, c)), K = "fake";
+                                               G: -log P(c|G(z, c)).
+  y: the real batch's labels; c: the fakes' labels (y itself, or sampled: GAN.sample_fake_labels).
   """
 
-  def d(real_cls_BK, fake_cls_BK, y_B):
-    fake_target_B = jnp.full_like(y_B, num_classes) if fake_class else y_B
-    return class_nll(real_cls_BK, y_B) + class_nll(fake_cls_BK, fake_target_B)
+  def d(real_cls_BK, fake_cls_BK, y_B, y_fake_B=None):
+    y_fake_B = y_B if y_fake_B is None else y_fake_B
+    loss = jnp.zeros(())
+    if real_cls_BK is not None:
+      loss += class_nll(real_cls_BK, y_B)
+    if fake_cls_BK is not None:
+      fake_target_B = jnp.full_like(y_fake_B, num_classes) if fake_class else y_fake_B
+      loss += class_nll(fake_cls_BK, fake_target_B)
+    return loss
 
   def g(fake_cls_BK, y_B):
     return class_nll(fake_cls_BK, y_B)

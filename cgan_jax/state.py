@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from cgan_jax import losses, models
+from cgan_jax import losses, models, schedules
 from cgan_jax.errors import UserError
 
 PyTree = Any
@@ -43,6 +43,13 @@ class GAN:
   gp_weight: float = 0.0  # λ of the WGAN-GP gradient penalty (0: off)
   d_constraint: Callable[[PyTree], PyTree] = lambda params: params  # after each D update
   aux: losses.AuxLoss = losses.NO_AUX  # the model's auxiliary-classifier terms
+  # Which inputs the fakes take and how D and G step (defaults: the classic alternating step
+  # on one batch, G reusing the last D update's noise and labels):
+  sample_fake_labels: bool = False  # fakes' labels ~ U{0..K-1}, not the real batch's (Keras ACGAN)
+  fresh_g_inputs: bool = False  # each G update draws its own z (and uniform labels) (cDCGAN code)
+  split_d_step: bool = False  # two D optimiser steps per minibatch: real, then fakes (Keras)
+  simultaneous: bool = False  # G's gradient through D before its update: one forward, both step
+  critic_warmup: schedules.CriticWarmup | None = None  # WGAN's 100 critic iterations (None: off)
   image_size: int | None = None  # side G/D work at when it differs from the data's
   # Mixed precision (config.dtype): G and D compute in this dtype in training (steps.py);
   # parameters, optimizer state, BatchNorm statistics and losses stay float32.
@@ -91,6 +98,28 @@ def clip_weights(c: float) -> Callable[[PyTree], PyTree]:
   return lambda params: jax.tree.map(lambda p: jnp.clip(p, -c, c), params)
 
 
+# Optional schedule fields of a recipe (absent: the classic step) and their defaults.
+SCHEDULE_DEFAULTS = dict(sample_fake_labels=False, fresh_g_inputs=False, split_d_step=False,
+                         simultaneous_updates=False, critic_warmup_iters=0,
+                         critic_warmup_first=25, critic_warmup_every=500, lr_decay_rate=1.0,
+                         lr_decay_every_steps=1)
+
+
+def schedule_field(config: ml_collections.ConfigDict, name: str):
+  """config.<name>, or its SCHEDULE_DEFAULTS value in configs that do not set it."""
+  return config.get(name, SCHEDULE_DEFAULTS[name])
+
+
+def _optimizer(cfg: ml_collections.ConfigDict, config: ml_collections.ConfigDict,
+               updates_per_step: int) -> optax.GradientTransformation:
+  """The optimizer of `cfg`, its learning rate decayed stepwise if the recipe asks."""
+  rate = float(schedule_field(config, 'lr_decay_rate'))
+  if rate == 1.0:
+    return make_optimizer(cfg)
+  return make_optimizer(cfg, schedules.lr_schedule(
+      cfg.learning_rate, rate, schedule_field(config, 'lr_decay_every_steps'), updates_per_step))
+
+
 def build_gan(config: ml_collections.ConfigDict, num_classes: int,
               axis_name: str | None) -> GAN:
   """Resolves the config's model, loss, optimizers and update schedule into a `GAN`."""
@@ -102,13 +131,31 @@ def build_gan(config: ml_collections.ConfigDict, num_classes: int,
       raise UserError(f'{field} must be >= 1, got {config[field]}')
   if config.gradient_penalty < 0:
     raise UserError(f'gradient_penalty must be >= 0, got {config.gradient_penalty}')
+  loss = losses.LOSSES[config.loss]
+  split = bool(schedule_field(config, 'split_d_step'))
+  if split and (loss.d_real is None or config.gradient_penalty):
+    raise UserError('split_d_step needs a loss with separable real/fake halves and no '
+                    'gradient penalty (the penalty reads real and fake images together)')
+  warmup = None
+  if schedule_field(config, 'critic_warmup_iters'):
+    warmup = schedules.CriticWarmup(schedule_field(config, 'critic_warmup_iters'),
+                                    schedule_field(config, 'critic_warmup_first'),
+                                    schedule_field(config, 'critic_warmup_every'))
+    schedules.check_warmup(warmup, config.n_critic)
+  d_updates_per_step = config.n_critic * (2 if split else 1)
   return GAN(parts.generator, parts.discriminator, parts.latent, config.z_dim, num_classes,
-             parts.conditional, parts.pixel_range, losses.LOSSES[config.loss],
-             make_optimizer(config.g_optimizer), make_optimizer(config.d_optimizer),
+             parts.conditional, parts.pixel_range, loss,
+             _optimizer(config.g_optimizer, config, config.g_steps),
+             _optimizer(config.d_optimizer, config, d_updates_per_step),
              d_steps=config.n_critic, g_steps=config.g_steps,
              gp_weight=float(config.gradient_penalty),
              d_constraint=clip_weights(config.clip_critic), aux=parts.aux,
-             image_size=parts.image_size, compute_dtype=compute_dtype(config))
+             image_size=parts.image_size, compute_dtype=compute_dtype(config),
+             sample_fake_labels=bool(schedule_field(config, 'sample_fake_labels')),
+             fresh_g_inputs=bool(schedule_field(config, 'fresh_g_inputs')),
+             split_d_step=split,
+             simultaneous=bool(schedule_field(config, 'simultaneous_updates')),
+             critic_warmup=warmup)
 
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}

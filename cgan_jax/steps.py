@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from cgan_jax import losses
+from cgan_jax import losses, schedules
 from cgan_jax.state import GAN, GANState
 
 AXIS = 'data'
@@ -115,23 +115,34 @@ def fakes_rng(d_rng: jax.Array) -> jax.Array:
 
 
 def d_step(state: GANState, x_BHWC: jax.Array, y_B: jax.Array, fake_BHWC: jax.Array,
-           rng: jax.Array) -> tuple[GANState, Metrics]:
-  """One discriminator update on real x and fakes G(z, y) (constants here); G is untouched.
+           rng: jax.Array, y_fake_B: jax.Array | None = None, *, on_real: bool = True,
+           on_fake: bool = True) -> tuple[GANState, Metrics]:
+  """One discriminator update on real x and fakes G(z, c) (constants here); G is untouched.
 
   L_D = loss.d(D(x), D(G(z))) + aux.d(classes) + λ·GP, then D's weights are projected by
-  gan.d_constraint (WGAN's clipping; identity for other GANs).
+  gan.d_constraint (WGAN's clipping; identity for other GANs). c = y_fake_B (default y_B).
+  on_real / on_fake (static): the update on one half only, L_D = loss.d_real(D(x)) + aux's
+  real term, or loss.d_fake(D(G(z))) + aux's fake term (GAN.split_d_step).
   """
   gan = state.gan
+  y_fake_B = y_B if y_fake_B is None else y_fake_B
   _, real_rng, fake_rng, gp_rng = jax.random.split(rng, 4)  # [0]: G's, see `fakes_rng`
   fake_BHWC = lax.stop_gradient(fake_BHWC)
 
   def loss_fn(d_params):
-    real, stats = apply_train(gan.discriminator, d_params, state.d_stats, x_BHWC, y_B,
-                              rng=real_rng, dtype=gan.compute_dtype)
-    fake, stats = apply_train(gan.discriminator, d_params, stats, fake_BHWC, y_B, rng=fake_rng,
-                              dtype=gan.compute_dtype)
-    adversarial = gan.loss.d(real.logits, fake.logits)
-    aux = gan.aux.d(real.class_logits, fake.class_logits, y_B)
+    stats, real, fake = state.d_stats, None, None
+    if on_real:
+      real, stats = apply_train(gan.discriminator, d_params, stats, x_BHWC, y_B,
+                                rng=real_rng, dtype=gan.compute_dtype)
+    if on_fake:
+      fake, stats = apply_train(gan.discriminator, d_params, stats, fake_BHWC, y_fake_B,
+                                rng=fake_rng, dtype=gan.compute_dtype)
+    if on_real and on_fake:
+      adversarial = gan.loss.d(real.logits, fake.logits)
+    else:
+      adversarial = gan.loss.d_real(real.logits) if on_real else gan.loss.d_fake(fake.logits)
+    aux = gan.aux.d(None if real is None else real.class_logits,
+                    None if fake is None else fake.class_logits, y_B, y_fake_B)
     terms = {'d_adv': adversarial, 'd_aux': aux}
     if gan.gp_weight:  # a static choice of the GAN, not a traced branch
       critic = lambda x: apply_train(gan.discriminator, d_params, stats, x, y_B,
@@ -145,15 +156,32 @@ def d_step(state: GANState, x_BHWC: jax.Array, y_B: jax.Array, fake_BHWC: jax.Ar
       loss_fn, has_aux=True)(state.d_params)
   updates, d_opt = gan.d_tx.update(grads, state.d_opt, state.d_params)
   d_params = gan.d_constraint(optax.apply_updates(state.d_params, updates))
-  metrics = {'d_loss': loss,
-             'D(x)': pmean(jnp.mean(gan.loss.score(real.logits))),
-             'D(G(z))': pmean(jnp.mean(gan.loss.score(fake.logits)))}
+  metrics = {'d_loss': loss}
+  if real is not None:
+    metrics['D(x)'] = pmean(jnp.mean(gan.loss.score(real.logits)))
+  if fake is not None:
+    metrics['D(G(z))'] = pmean(jnp.mean(gan.loss.score(fake.logits)))
   if gan.gp_weight:
     metrics['gradient_penalty'] = terms['gp']
-  if real.class_logits is not None:
+  if real is not None and real.class_logits is not None:
     metrics['d_class_loss'] = terms['d_aux']
     metrics['D_class_acc(x)'] = pmean(jnp.mean(jnp.argmax(real.class_logits, -1) == y_B))
   return state.replace(d_params=d_params, d_stats=stats, d_opt=d_opt), metrics
+
+
+def d_update(state: GANState, x_BHWC: jax.Array, y_B: jax.Array, fake_BHWC: jax.Array,
+             y_fake_B: jax.Array, rng: jax.Array) -> tuple[GANState, Metrics]:
+  """D's update on one minibatch: one step on real and fakes together, or (gan.split_d_step,
+  Keras's `train_on_batch(real)` then `train_on_batch(fake)`) a step on each in turn."""
+  if not state.gan.split_d_step:
+    return d_step(state, x_BHWC, y_B, fake_BHWC, rng, y_fake_B)
+  state, m_real = d_step(state, x_BHWC, y_B, fake_BHWC, rng, y_fake_B, on_fake=False)
+  state, m_fake = d_step(state, x_BHWC, y_B, fake_BHWC, rng, y_fake_B, on_real=False)
+  merged = {**m_fake, **m_real}
+  merged['d_loss'] = m_real['d_loss'] + m_fake['d_loss']
+  if 'd_class_loss' in m_real:  # the real half's class loss, plus the fakes' (in its d_loss)
+    merged['d_class_loss'] = m_real['d_class_loss']
+  return state, merged
 
 
 def g_loss_of_fakes(state: GANState, fake_BHWC: jax.Array, y_B: jax.Array,
@@ -194,40 +222,76 @@ def g_step(state: GANState, y_B: jax.Array, z_BZ: jax.Array,
   return apply_g_grads(state, grads, stats), {'g_loss': loss}
 
 
+def sample_labels(gan: GAN, key: jax.Array, batch_size: int) -> jax.Array:
+  """Labels ~ U{0, ..., K-1} for this device's examples, keyed by global example index."""
+  first = lax.axis_index(AXIS) * batch_size
+  return jax.vmap(lambda i: jax.random.randint(jax.random.fold_in(key, i), (), 0,
+                                               gan.num_classes))(first + jnp.arange(batch_size))
+
+
+def _keep_g_unless(due, new: GANState, old: GANState) -> GANState:
+  """new's G (params, statistics, optimizer state) where `due`, else old's; D from new."""
+  pick = lambda a, b: jax.tree.map(lambda x, y: jnp.where(due, x, y), a, b)
+  return new.replace(g_params=pick(new.g_params, old.g_params),
+                     g_stats=pick(new.g_stats, old.g_stats), g_opt=pick(new.g_opt, old.g_opt))
+
+
 def train_step(state: GANState, batch: Batch) -> tuple[GANState, Metrics]:
   """gan.d_steps D updates (one per minibatch of `batch`), then gan.g_steps G updates.
 
-  The G updates reuse the labels and noise of the last D update (the recipes' "same z"),
-  so with d_steps = g_steps = 1 this is the classic alternating step on one batch. G runs
-  forward once per D update; the first G update reuses the last one's forward (G's
+  By default the G updates reuse the labels and noise of the last D update (the recipes'
+  "same z"), so with d_steps = g_steps = 1 this is the classic alternating step on one batch.
+  G runs forward once per D update; the first G update reuses the last one's forward (G's
   parameters have not changed since) and pulls its gradient back through it; only further
-  G updates (g_steps > 1) run G again.
+  G updates (g_steps > 1) run G again. The GAN's schedule data change this:
+    sample_fake_labels  the fakes' labels are drawn uniformly, not the real batch's;
+    fresh_g_inputs      each G update draws its own z and uniform labels (runs G again);
+    split_d_step        D steps on the real half, then on the fakes (see `d_update`);
+    simultaneous        G's gradient goes through D as it was before the (last) D update;
+    critic_warmup       G's update is applied only on the steps that end a G iteration
+                        (schedules.g_update_due); the others leave G as it was.
   """
   gan = state.gan
   images_SBHWC, labels_SB = batch['image'], batch['label']
   key = jax.random.fold_in(state.rng, state.step)
   z_key, d_key, g_key = jax.random.split(key, 3)
+  # Keys of the optional inputs, apart from the three above (so those keep their bits).
+  fake_y_key, g_z_key, g_y_key = jax.random.split(jax.random.fold_in(key, 0x5EED), 3)
   batch_size = labels_SB.shape[1]
+  reuse_forward = gan.g_steps and not gan.fresh_g_inputs
 
   # A Python loop, not lax.scan: XLA:CPU ran the D update 6-8x slower inside a while loop
   # (docs/perf_notes.md). d_steps is static and small, so this only unrolls the trace.
   d_metrics = []
   for i in range(gan.d_steps):
     z_BZ = sample_latents(gan, jax.random.fold_in(z_key, i), batch_size)
-    y_B = labels_SB[i]
+    y_B = (sample_labels(gan, jax.random.fold_in(fake_y_key, i), batch_size)
+           if gan.sample_fake_labels else labels_SB[i])
     d_rng = jax.random.fold_in(d_key, i)
-    if i == gan.d_steps - 1 and gan.g_steps:  # its G forward serves G's first update
+    if i == gan.d_steps - 1 and reuse_forward:  # its G forward serves G's first update
       fake_BHWC, pullback, g_stats = generate_with_vjp(state, z_BZ, y_B, fakes_rng(d_rng))
     else:
       fake_BHWC, _ = generate(state, z_BZ, y_B, fakes_rng(d_rng))
-    state, m = d_step(state, to_pixel_range(images_SBHWC[i], gan), y_B, fake_BHWC, d_rng)
+    before_d = state
+    state, m = d_update(state, to_pixel_range(images_SBHWC[i], gan), labels_SB[i], fake_BHWC,
+                        y_B, d_rng)
     d_metrics.append(m)
+  # G steps through `view`'s D: the updated one, or (simultaneous) the one before the update.
+  view = before_d if gan.simultaneous else state
   g_metrics = {}
   for j in range(gan.g_steps):
     g_rng = jax.random.fold_in(g_key, j)
-    if j == 0:
-      state, g_metrics = g_step_on_fakes(state, fake_BHWC, pullback, g_stats, y_B, g_rng)
+    if gan.fresh_g_inputs:
+      z_BZ = sample_latents(gan, jax.random.fold_in(g_z_key, j), batch_size)
+      y_B = sample_labels(gan, jax.random.fold_in(g_y_key, j), batch_size)
+    if j == 0 and reuse_forward:
+      view, g_metrics = g_step_on_fakes(view, fake_BHWC, pullback, g_stats, y_B, g_rng)
     else:
-      state, g_metrics = g_step(state, y_B, z_BZ, g_rng)
+      view, g_metrics = g_step(view, y_B, z_BZ, g_rng)
+  new = state.replace(g_params=view.g_params, g_stats=view.g_stats, g_opt=view.g_opt)
   metrics = {**jax.tree.map(lambda *m: jnp.mean(jnp.stack(m), 0), *d_metrics), **g_metrics}
-  return state.replace(step=state.step + 1), metrics
+  if gan.critic_warmup is not None:
+    due = schedules.g_update_due(gan.critic_warmup, gan.d_steps, state.step)
+    new = _keep_g_unless(due, new, state)
+    metrics['g_updated'] = jnp.asarray(due, jnp.float32)
+  return new.replace(step=state.step + 1), metrics

@@ -1,5 +1,9 @@
-"""ACGAN with the Keras seed's class layout: the class head has 10 + 1 outputs, fakes are
-class 10 ("fake") for D and their requested class for G. Otherwise as acgan.py.
+"""ACGAN with the Keras seed's (seed 002) class layout and schedule: the class head has 10 + 1
+outputs, fakes are class 10 ("fake") for D and their requested class for G; the fakes'
+classes are drawn uniformly (`sampled_labels = np.random.randint(0, 10, ...)`), and D takes
+two optimiser steps per batch, `train_on_batch(imgs, [valid, img_labels])` then
+`train_on_batch(gen_imgs, [fake, fake_labels])` (`split_d_step`); G then trains on the same
+noise and sampled classes. Otherwise as acgan.py.
 
   python train.py --config=configs/acgan_fake_class.py --workdir=runs/acgan_fake_class
   python train.py --config=configs/acgan_fake_class.py:mnist --workdir=runs/acgan_fake_class_mnist
@@ -13,4 +17,5 @@ from configs import acgan
 def get_config(dataset: str = 'fashion_mnist'):
   config = acgan.get_config(dataset)
   config.model = 'acgan_fake_class'
+  config.split_d_step = True  # real batch, then fake batch: two D updates per step
   return config

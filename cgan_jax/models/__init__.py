@@ -41,10 +41,29 @@ def _infogan(conditional: bool) -> Builder:
   return build
 
 
+# Model options a recipe may set (absent: these defaults, the models as they were first
+# written): config field -> (default, allowed values).
+MODEL_OPTIONS = {
+    'critic_layer_norm': ('channels', tuple(dcgan.LAYER_NORM_AXES)),  # *_ln critics
+    'g_activation': ('relu', tuple(dcgan.G_ACTIVATIONS)),  # dcgan64's G
+    'g_output_batch_norm': (False, (False, True)),  # mlp_cgan_embed's G
+}
+
+
+def option(config: ml_collections.ConfigDict, name: str):
+  default, allowed = MODEL_OPTIONS[name]
+  value = config.get(name, default)
+  if value not in allowed:
+    raise UserError(f'{name} must be one of {", ".join(map(repr, allowed))}, got {value!r}')
+  return value
+
+
 def _dcgan28(conditional: bool, norm: str) -> Builder:
   def build(config, k, axis):
+    ln_axes = option(config, 'critic_layer_norm') if norm == 'layer' else 'channels'
     return ModelParts(dcgan.Generator28(k, conditional, axis_name=axis),
-                      dcgan.Discriminator28(k, conditional, norm, axis_name=axis),
+                      dcgan.Discriminator28(k, conditional, norm, axis_name=axis,
+                                            layer_norm_axes=ln_axes),
                       normal_latent, conditional, _TANH)
   return build
 
@@ -67,10 +86,12 @@ MODELS: dict[str, Builder] = {
     'mlp_cgan_concat': lambda c, k, a: ModelParts(
         mlp.ConcatGenerator(k), mlp.ConcatDiscriminator(k), uniform_latent, True, _SIGMOID),
     'mlp_cgan_embed': lambda c, k, a: ModelParts(
-        mlp.EmbedGenerator(k, axis_name=a), mlp.EmbedDiscriminator(k, axis_name=a),
+        mlp.EmbedGenerator(k, axis_name=a, output_batch_norm=option(c, 'g_output_batch_norm')),
+        mlp.EmbedDiscriminator(k, axis_name=a),
         normal_latent, True, _TANH),
     # DCGAN family; the *_ln critics (LayerNorm, no BatchNorm) are for gradient penalties.
-    'dcgan64': lambda c, k, a: ModelParts(dcgan.Generator64(axis_name=a),
+    'dcgan64': lambda c, k, a: ModelParts(dcgan.Generator64(axis_name=a,
+                                                            activation=option(c, 'g_activation')),
                                           dcgan.Discriminator64(axis_name=a),
                                           normal_latent, False, _TANH, image_size=64),
     'dcgan28': _dcgan28(conditional=False, norm='batch'),

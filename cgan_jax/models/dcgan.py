@@ -37,19 +37,25 @@ _FastConvT = functools.partial(layers.FastConvTranspose, kernel_init=init_02)
 _FastConvD = functools.partial(layers.FastConv, kernel_init=init_02, kernel_grad='xla')
 
 
+G_ACTIVATIONS = {'relu': nn.relu, 'leaky_relu': lambda h: nn.leaky_relu(h, 0.2)}
+
+
 class Generator64(nn.Module):
-  """z -> (B, 64, 64, C) in [-1, 1]."""
+  """z -> (B, 64, 64, C) in [-1, 1]. activation: 'relu' (Radford et al.'s G) or 'leaky_relu'
+  (0.2; seed 003's tip "使用lrelu效果会更好", LeakyReLU works better)."""
   channels: int = 1
   axis_name: str | None = None
+  activation: str = 'relu'
 
   @nn.compact
   def __call__(self, z_BZ: jax.Array, y_B: jax.Array, train: bool) -> jax.Array:
     bn = functools.partial(batch_norm, train, self.axis_name)
+    act = G_ACTIVATIONS[self.activation]
     h = z_BZ[:, None, None, :]
-    h = nn.relu(bn()(_ConvT(1024, (4, 4), padding='VALID', name='ConvTranspose_0')(h)))
+    h = act(bn()(_ConvT(1024, (4, 4), padding='VALID', name='ConvTranspose_0')(h)))
     for i, width in enumerate((512, 256, 128), 1):
       h = _FastConvT(width, (4, 4), strides=(2, 2), name=f'ConvTranspose_{i}')(h)
-      h = nn.relu(bn()(h))
+      h = act(bn()(h))
     return jnp.tanh(_ConvT(self.channels, (4, 4), strides=(2, 2), padding='SAME',
                            name='ConvTranspose_4')(h))
 
@@ -88,12 +94,21 @@ class Generator28(nn.Module):
                            name='ConvTranspose_2')(h))
 
 
+# LayerNorm reductions of the critic's 7×7×256 features (per-channel scale and bias either way,
+# so the parameters are the same): 'hwc' normalises each example over (H, W, C), as the WGAN-GP
+# reference critic (Gulrajani et al., tflib `Layernorm(name, [1, 2, 3], x)`); 'channels' over C
+# alone at each position (Flax's default `nn.LayerNorm()`).
+LAYER_NORM_AXES = {'hwc': (-3, -2, -1), 'channels': (-1,)}
+
+
 class Discriminator28(nn.Module):
-  """(B, 28, 28, C), y -> DOutput(logits (B,)); norm in {'batch', 'layer', 'none'}."""
+  """(B, 28, 28, C), y -> DOutput(logits (B,)); norm in {'batch', 'layer', 'none'};
+  layer_norm_axes: a key of LAYER_NORM_AXES."""
   num_classes: int = 10
   conditional: bool = False
   norm: str = 'batch'
   axis_name: str | None = None
+  layer_norm_axes: str = 'channels'
 
   @nn.compact
   def __call__(self, x_BHWC: jax.Array, y_B: jax.Array, train: bool) -> DOutput:
@@ -103,6 +118,7 @@ class Discriminator28(nn.Module):
     if self.norm == 'batch':
       h = batch_norm(train, self.axis_name)(h)
     elif self.norm == 'layer':
-      h = nn.LayerNorm()(h)
+      h = nn.LayerNorm(reduction_axes=LAYER_NORM_AXES[self.layer_norm_axes], feature_axes=-1,
+                       name='LayerNorm_0')(h)
     h = nn.leaky_relu(h, 0.2)
     return DOutput(_FastConvD(1, (7, 7), padding='VALID', name='Conv_2')(h).reshape(-1))

@@ -3,7 +3,8 @@
 mlp_gan          G: z(100) -> 256 -> 512 -> 784 tanh;  D: 784 -> 512 -> 256 -> 1 (LeakyReLU 0.2).
 mlp_cgan_concat  G: z ‖ onehot(y) -> 128 ReLU -> 784 sigmoid;
                  D: x ‖ onehot(y) -> 128 ReLU -> 1   (the compact textbook CGAN, Xavier init).
-mlp_cgan_embed   G: z(100) ⊙ Emb(10, 100)(y) -> 256 -> BN -> lReLU -> 512 -> BN -> lReLU -> 784 tanh;
+mlp_cgan_embed   G: z(100) ⊙ Emb(10, 100)(y) -> 256 -> BN -> lReLU -> 512 -> BN -> lReLU -> 784 tanh
+                    [-> BN: output_batch_norm, the seed 001 Keras model's last layer];
                  D: flatten(x) ⊙ Emb(10, 784)(y) -> 512 -> BN -> lReLU -> 256 -> BN -> lReLU -> 1.
 """
 
@@ -74,17 +75,22 @@ class ConcatDiscriminator(nn.Module):
 
 
 class EmbedGenerator(nn.Module):
-  """G(z ⊙ Emb(y)): images in [-1, 1]."""
+  """G(z ⊙ Emb(y)): images in [-1, 1], or with output_batch_norm (seed 001: Dense(784, tanh)
+  then BatchNormalization, Keras's momentum 0.99 and epsilon 1e-3) unbounded."""
   num_classes: int = 10
   image_shape: Shape = (28, 28, 1)
   axis_name: str | None = None
+  output_batch_norm: bool = False
 
   @nn.compact
   def __call__(self, z_BZ: jax.Array, y_B: jax.Array, train: bool) -> jax.Array:
     h = z_BZ * nn.Embed(self.num_classes, z_BZ.shape[-1])(y_B)
     h = nn.leaky_relu(batch_norm(train, self.axis_name)(nn.Dense(256)(h)), 0.2)
     h = nn.leaky_relu(batch_norm(train, self.axis_name)(nn.Dense(512)(h)), 0.2)
-    return jnp.tanh(nn.Dense(_size(self.image_shape))(h)).reshape(h.shape[0], *self.image_shape)
+    x = jnp.tanh(nn.Dense(_size(self.image_shape))(h))
+    if self.output_batch_norm:
+      x = batch_norm(train, self.axis_name, 0.99, 1e-3)(x)
+    return x.reshape(h.shape[0], *self.image_shape)
 
 
 class EmbedDiscriminator(nn.Module):
