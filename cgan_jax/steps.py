@@ -3,7 +3,10 @@
 This is the file to fork. Everything here is a pure function of (state, batch): no I/O,
 no globals, no flags. Every GAN in the registry trains through `train_step`; what differs
 between them is data on `state.gan` (the nets, the loss pair, the schedule d_steps/g_steps,
-the gradient-penalty weight, the critic's weight constraint, the model's auxiliary terms).
+the gradient-penalty weight, the critic's weight constraint, the model's auxiliary terms,
+and the sources' schedule variants: sampled fake labels, fresh G inputs, split real/fake D
+steps, simultaneous updates, the WGAN critic warm-up; learning-rate schedules live in the
+optimizers, see schedules.py).
 
 It runs per device under `jax.shard_map` over the ('data',) mesh axis (see parallel.py).
 Each loss is `pmean`-ed over the axis inside the differentiated function, so it is the

@@ -1,6 +1,6 @@
 """Conditional WGAN-GP: the conditional DCGAN nets (labels concatenated to z and as label maps
-to the critic) with a LayerNorm critic; otherwise as wgan_gp.py (λ = 10, Adam(1e-4, 0.5, 0.9),
-n_critic = 5, batch 64).
+to the critic) with a LayerNorm critic over (H, W, C) (wgan_gp.py's `critic_layer_norm`);
+otherwise as wgan_gp.py (λ = 10, Adam(1e-4, 0.5, 0.9), n_critic = 5, batch 64).
 
   python train.py --config=configs/cwgan_gp.py --workdir=runs/cwgan_gp
   python train.py --config=configs/cwgan_gp.py:mnist --workdir=runs/cwgan_gp_mnist
