@@ -10,6 +10,8 @@ As one process of a multi-process job (the flags of train.py: --coordinator_addr
 every process computes the same table and process 0 prints it.
 """
 
+import sys
+
 from absl import app, flags
 
 from cgan_jax import cli, distributed
@@ -20,6 +22,8 @@ _NUM_SAMPLES = flags.DEFINE_integer('num_samples', 10000, 'Generated samples per
 _FORMAT = flags.DEFINE_enum('format', 'markdown', ['markdown', 'csv', 'json'], 'Table format.')
 _SEED = flags.DEFINE_integer('seed', 0, 'Seeds the noise, the KID subsets and the real subsets.')
 _ALL = flags.DEFINE_bool('all_checkpoints', False, 'One row per checkpoint (metric vs step).')
+_PLOT = flags.DEFINE_string('plot', None, 'With --all_checkpoints: also draw metric vs step to '
+                            'this PNG (one panel per metric, one line per run).')
 _REFERENCE = flags.DEFINE_bool('reference', True, 'Include the real-data row per dataset.')
 _KID_SUBSETS = flags.DEFINE_integer('kid_subsets', 100, 'KID: number of random subsets.')
 _KID_SUBSET_SIZE = flags.DEFINE_integer('kid_subset_size', 1000, 'KID: samples per subset.')
@@ -52,6 +56,10 @@ def main(argv):
                       (_INCEPTION_BATCH, 0), (_NUM_REAL, 0)):
     if flag.value < least:
       raise UserError(f'--{flag.name} must be at least {least}, got {flag.value}')
+  if _PLOT.value and not _ALL.value:
+    raise UserError('--plot draws metric vs step: it needs --all_checkpoints')
+  if _PLOT.value and not _PLOT.value.lower().endswith('.png'):
+    raise UserError(f'--plot must name a .png file, got {_PLOT.value!r}')
   distributed.initialize_from_flags()  # in a multi-process job: every process scores, 0 prints
   from cgan_jax.evaluation import evaluator, tables  # after flag parsing: keeps --help fast
   options = evaluator.Options(num_samples=_NUM_SAMPLES.value, seed=_SEED.value,
@@ -80,7 +88,13 @@ def main(argv):
          for kind, rows in by_kind.items()]
   if distributed.is_primary():
     print('\n'.join(out), end='')
+    if _PLOT.value:
+      from cgan_jax.evaluation import plots
+      try:
+        titles = plots.plot(by_kind, _PLOT.value)
+      except OSError as e:
+        raise UserError(f'cannot write {_PLOT.value}: {e.strerror or e}') from e
+      print(f'wrote {_PLOT.value}: {len(titles)} panels ({", ".join(titles)})', file=sys.stderr)
 
 if __name__ == '__main__':
-  cli.quiet_tensorflow()
   app.run(main)

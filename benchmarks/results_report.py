@@ -230,6 +230,7 @@ def figure(cells: dict[tuple[str, int], str], recipes: list[str], epochs: list[i
 
 
 SEED_PAIR = ('gan', 'cgan')
+CURVES = 'curves.png'  # metric vs epoch, one panel per metric, one line per recipe
 
 
 def figures(recipes: list[str]) -> dict[str, list[str]]:
@@ -272,6 +273,13 @@ def write(runs_dir: str, out_dir: str, order: tuple[str, ...]) -> list[str]:
     os.replace(tmp, os.path.join(out_dir, name))
     names.append(name)
     written.append(os.path.join(out_dir, name))
+  if any(sum(r['recipe'] == recipe for r in models) > 1 for recipe in order):
+    from cgan_jax.evaluation import plots  # metric vs epoch, as eval.py --plot draws it
+    tmp = os.path.join(out_dir, f'.{CURVES}.tmp{os.getpid()}.png')
+    plots.plot({'gan': rows}, tmp, x='epoch', line='recipe')
+    os.replace(tmp, os.path.join(out_dir, CURVES))
+    names.append(CURVES)
+    written.append(os.path.join(out_dir, CURVES))
   for fname, text in (('results.md', markdown(rows, names)), ('results.json', to_json(rows))):
     _write_text(os.path.join(out_dir, fname), text)
     written.append(os.path.join(out_dir, fname))

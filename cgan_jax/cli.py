@@ -9,6 +9,7 @@ import functools
 import logging
 import os
 import sys
+import time
 from typing import Callable
 
 from absl import logging as absl_logging
@@ -16,11 +17,22 @@ from absl import logging as absl_logging
 from cgan_jax.errors import Preempted, UserError
 
 # Library INFO chatter that buries the progress line (orbax narrates every save; clu's
-# LoggingWriter repeats the scalars we already log). Their warnings still show.
-_QUIET_INFO_FROM = ('/orbax/', '/clu/metric_writers/logging_writer.py', '/jax/_src/xla_bridge.py')
+# LoggingWriter repeats the scalars we already log; clu's local work unit echoes the progress
+# note). Their warnings still show; all of it goes to the workdir's train.log.
+_QUIET_INFO_FROM = ('/orbax/', '/clu/metric_writers/logging_writer.py', '/clu/platform/',
+                    '/jax/_src/xla_bridge.py')
+# Warnings that are no news: generate.py and eval.py open checkpoints read-only on purpose.
+_NO_NEWS = ('Given directory is read only',)
+
+
+def verbose() -> bool:
+  """True when the user asked for library logs too (absl's --verbosity=1 or -v 1)."""
+  return absl_logging.get_verbosity() >= 1
 
 
 def _not_library_info(record: logging.LogRecord) -> bool:
+  if any(record.getMessage().startswith(m) for m in _NO_NEWS):
+    return False
   return record.levelno > logging.INFO or not any(p in record.pathname for p in _QUIET_INFO_FROM)
 
 
@@ -32,9 +44,47 @@ def _no_orbax_traceback(record: logging.LogRecord) -> bool:
   return True
 
 
+class _Brief(logging.Formatter):
+  """'13:01:53 step 2/4 ...' for the terminal; warnings say so ('13:01:53 warning: ...')."""
+
+  def format(self, record: logging.LogRecord) -> str:
+    text = record.getMessage()
+    if record.levelno >= logging.WARNING:
+      text = f'{record.levelname.lower()}: {text}'
+    if record.exc_info:
+      text += '\n' + self.formatException(record.exc_info)
+    return f'{time.strftime("%H:%M:%S", time.localtime(record.created))} {text}'
+
+
 def quiet_tensorflow() -> None:
-  """Keeps TF's C++ logging out of the user's terminal."""
+  """Keeps TF's C++ notices out of the terminal; call before TensorFlow is imported.
+
+  TF_CPP_MIN_LOG_LEVEL does not stop TF 2.21's oneDNN notice, which absl's C++ logging
+  prints (twice) before it is initialised; TF_ENABLE_ONEDNN_OPTS=0 does. TF only feeds data
+  here (tf.data, TensorBoard summaries), where oneDNN's fused kernels play no part. Either
+  variable set by the user wins.
+  """
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
+
+
+def quiet_logs() -> None:
+  """The terminal shows the project's own lines, every warning and every error, in a short
+  format; library INFO chatter does not. --verbosity=1 shows everything in absl's format."""
+  if verbose():
+    return
+  quiet_tensorflow()
+  handler = absl_logging.get_absl_handler()
+  handler.addFilter(_not_library_info)
+  handler.addFilter(_no_orbax_traceback)
+  handler.python_handler.setFormatter(_Brief())
+
+
+def log_to_file(path: str) -> None:
+  """Every log record of this process (libraries included, absl's format) appended to `path`."""
+  handler = logging.FileHandler(path)
+  handler.setFormatter(absl_logging.PythonFormatter())
+  logging.getLogger().addHandler(handler)
 
 
 def user_errors_exit(main: Callable) -> Callable:
@@ -44,8 +94,7 @@ def user_errors_exit(main: Callable) -> Callable:
 
   @functools.wraps(main)
   def wrapped(argv):
-    absl_logging.get_absl_handler().addFilter(_not_library_info)
-    absl_logging.get_absl_handler().addFilter(_no_orbax_traceback)
+    quiet_logs()  # flags are parsed: --verbosity is known; nothing has imported TF yet
     try:
       return main(argv)
     except UserError as e:

@@ -7,6 +7,7 @@ import functools
 import gzip
 import math
 import os
+import re
 import struct
 import zlib
 from typing import Any, Iterator, Mapping, Optional, Union
@@ -47,6 +48,24 @@ DATASETS: dict[str, DatasetInfo] = {
                      'Sneaker', 'Bag', 'Ankle boot')),
     'mnist': DatasetInfo('mnist'),
 }
+
+
+def class_index(info: DatasetInfo, value) -> int:
+  """A class given by index (7, '7') or by name ('Sneaker', 'ankle boot', 't-shirt'; case and
+  punctuation are ignored), checked against the dataset; a UserError names the valid ones."""
+  key = lambda name: re.sub(r'[^a-z0-9]+', '_', str(name).lower()).strip('_')
+  names = [key(n) for n in info.class_names]
+  text = str(value).strip()
+  if not text.lstrip('-').isdigit():
+    # The whole name, or its first words ('t-shirt', 'ankle'), when that picks one class.
+    matches = [i for i, n in enumerate(names) if (n + '_').startswith(key(text) + '_')]
+    if len(matches) != 1:
+      raise UserError(f'unknown {info.name} class {text!r}; known: {", ".join(info.class_names)}')
+    return matches[0]
+  k = int(text)
+  if not 0 <= k < info.num_classes:
+    raise UserError(f'class {k} is out of range for {info.name} (0..{info.num_classes - 1})')
+  return k
 
 
 def canonical_name(name: str) -> str:

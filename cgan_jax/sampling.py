@@ -26,6 +26,12 @@ def load(workdir: str, step: int | None = None) -> tuple[state_lib.GAN, state_li
   return gan, ckpt.restore_state(template, step)
 
 
+def dataset_info(workdir: str, step: int | None = None) -> input_pipeline.DatasetInfo:
+  """The dataset `workdir`'s checkpoint was trained on (its class names, image shape)."""
+  meta = checkpointing.Checkpointer(workdir, read_only=True).restore_meta(step)
+  return input_pipeline.DATASETS[input_pipeline.canonical_name(meta['config']['dataset'])]
+
+
 def draw(gan: state_lib.GAN, state: state_lib.GANState, labels: list[int],
          seed: int = 0) -> np.ndarray:
   """One image per label, from noise seeded by `seed` (same seed, same images)."""

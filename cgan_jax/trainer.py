@@ -18,8 +18,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
+from clu import periodic_actions
 
-from cgan_jax import checkpointing, config_validation, device_input, input_pipeline, parallel
+from cgan_jax import checkpointing, cli, config_validation, device_input, input_pipeline, parallel
 from cgan_jax import preemption, tasks, visualize, workdir_lock
 from cgan_jax.errors import Preempted, UserError
 from configs.default import RUNTIME_FIELDS
@@ -124,11 +125,48 @@ def _make_feed(config: ml_collections.ConfigDict, train_step, images: np.ndarray
                                  seed=config.seed, steps_per_dispatch=per_dispatch)
 
 
-def _steps_to_next_event(step: int, epoch_end: int, config: ml_collections.ConfigDict) -> int:
-  """Steps until the epoch ends or the next log, checkpoint or FID step: a chunk's limit."""
+def _steps_to_next_event(step: int, epoch_end: int, config: ml_collections.ConfigDict,
+                         marks: tuple[int, ...] = ()) -> int:
+  """Steps until the epoch ends, the next log, checkpoint or FID step, or the next of
+  `marks` (a profile's first and last step): a chunk's limit."""
   every = [n for n in (config.log_every_steps, config.checkpoint_every_steps,
                        config.eval_every_steps) if n]
-  return min([epoch_end - step] + [n - step % n for n in every])
+  return min([epoch_end - step] + [n - step % n for n in every] +
+             [m - step for m in marks if m > step])
+
+
+# A profile starts this many steps after the process starts: the first steps compile.
+PROFILE_AFTER_STEPS = 2
+
+
+class _Profile:
+  """config.profile_steps > 0: a jax.profiler trace of that many steps, PROFILE_AFTER_STEPS
+  after the start (or resume), in workdir/plugins/profile/ for TensorBoard's profile plugin.
+  clu's periodic_actions.Profile starts and stops it; the loop stops a chunk at both marks."""
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str, start_step: int,
+               total_steps: int):
+    n = config.profile_steps
+    first = start_step + PROFILE_AFTER_STEPS
+    self._dir = os.path.join(workdir, 'plugins', 'profile')
+    self.marks = (first, first + n) if n and first + n <= total_steps else ()
+    if n and not self.marks:
+      logging.warning('no profile: fewer than %d steps left to run', PROFILE_AFTER_STEPS + n)
+    self._action = (periodic_actions.Profile(logdir=workdir, num_profile_steps=n,
+                                             profile_duration_ms=None, first_profile=first,
+                                             every_secs=None)
+                    if self.marks else None)
+
+  def __call__(self, step: int, state) -> None:
+    if self._action is None:
+      return
+    if step == self.marks[1]:
+      jax.block_until_ready(state)  # the traced steps are done before the trace stops
+    self._action(step)
+    if step == self.marks[1]:
+      logging.info('profile of steps %d-%d in %s (TensorBoard: Profile tab)',
+                   self.marks[0] + 1, step, self._dir)
+      self._action = None
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
@@ -143,6 +181,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
     raise UserError(f'batch_size {config.batch_size} is not divisible by {mesh.size} devices')
   check_workdir(workdir)
   with workdir_lock.hold(workdir), preemption.StopSignals() as stop:
+    cli.log_to_file(os.path.join(workdir, 'train.log' if jax.process_index() == 0 else
+                                 f'train.process_{jax.process_index()}.log'))
     images, labels = probe.load('train')
     # One step = micro_steps minibatches (n_critic: one per D update) and one round of G
     # updates.
@@ -204,6 +244,12 @@ def _train(config: ml_collections.ConfigDict, workdir: str, task, images: np.nda
   last_good = resumed_from
   pending: list[tuple[int, dict[str, jax.Array]]] = []  # (steps, metrics of those steps)
   t_last, step_last = time.perf_counter(), step
+  # clu's progress report: steps_per_sec and uptime to TensorBoard at each log line (called
+  # only there: chunks of several steps), and the share of time in checkpoints, samples, FID.
+  progress = periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer,
+                                             every_steps=None, every_secs=0.0)
+  progress(step)  # its clock starts here
+  profile = _Profile(config, workdir, step, total_steps)
 
   def flush_metrics() -> None:
     """Fetches the metrics of the steps since the last flush; stops on the first NaN/Inf."""
@@ -223,8 +269,10 @@ def _train(config: ml_collections.ConfigDict, workdir: str, task, images: np.nda
     means = {k: float(np.mean([m[k] for m in history])) for k in history[0]}
     now = time.perf_counter()
     rate = (step - step_last) / max(now - t_last, 1e-9)
-    writer.write_scalars(step, {**means, 'steps_per_sec': rate})
     eta = (total_steps - step) / max(rate, 1e-9)
+    writer.write_scalars(step, {**means, 'images_per_sec': rate * images_per_step,
+                                'eta_minutes': eta / 60})
+    progress(step)  # steps_per_sec, uptime
     logging.info('step %d/%d (epoch %d/%d) | %s | %.2f steps/s, %.0f img/s | ETA %s', step,
                  total_steps, (step - 1) // steps_per_epoch + 1, config.num_epochs,
                  ' '.join(f'{k} {v:.4f}' for k, v in means.items()), rate,
@@ -237,10 +285,12 @@ def _train(config: ml_collections.ConfigDict, workdir: str, task, images: np.nda
     if not bool(_all_finite(state)):
       raise TrainingDiverged(f'training diverged: non-finite parameters at step {step}; last '
                              f'good checkpoint: {ckpt.path(last_good) if last_good else "none"}')
-    last_good = ckpt.save(state, meta)
+    with progress.timed('checkpoint', wait_jax_async_dispatch=False):
+      last_good = ckpt.save(state, meta)
 
   def write_samples(epoch: int) -> None:
-    grid = task.sample_grid(state)
+    with progress.timed('samples', wait_jax_async_dispatch=False):
+      grid = task.sample_grid(state)
     if jax.process_index() == 0:
       visualize.save_png(grid, os.path.join(workdir, 'samples', f'epoch_{epoch:04d}.png'))
     writer.write_images(step, {'samples': grid[None]})
@@ -251,17 +301,20 @@ def _train(config: ml_collections.ConfigDict, workdir: str, task, images: np.nda
     for epoch in range(step // steps_per_epoch, config.num_epochs):
       feed.start_epoch(epoch, step % steps_per_epoch)
       while step < (epoch + 1) * steps_per_epoch and not stopping:
-        k = feed.chunk(_steps_to_next_event(step, (epoch + 1) * steps_per_epoch, config))
+        k = feed.chunk(_steps_to_next_event(step, (epoch + 1) * steps_per_epoch, config,
+                                            profile.marks))
         state, metrics = feed.run(state, k)
         pending.append((k, metrics))
         step += k
+        profile(step, state)
         if step % config.log_every_steps == 0:
           flush_metrics()
         if config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
           save()
         if periodic_fid and step % config.eval_every_steps == 0:
           flush_metrics()  # no FID (nor best checkpoint) of a diverged state
-          scores = periodic_fid(state)
+          with progress.timed('fid', wait_jax_async_dispatch=False):
+            scores = periodic_fid(state)
           writer.write_scalars(step, scores)
           logging.info('step %d: FID %.3f (%d samples)', step, scores['fid'],
                        config.eval_num_samples)

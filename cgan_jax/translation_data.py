@@ -21,7 +21,6 @@ halvings are exact); folder images are resized to it.
 
 import glob
 import os
-import re
 from typing import Optional
 
 import ml_collections
@@ -118,27 +117,13 @@ def load_folder(folder: str, split: str, paired: bool, side: int, channels: int,
                        _read_images(list(b.values()), side, channels), seed)
 
 
-def _class_index(info: input_pipeline.DatasetInfo, value) -> int:
-  """A class given by index or by name (e.g. 'Sneaker'), checked against the dataset."""
-  key = lambda name: re.sub(r'[^a-z0-9]+', '_', str(name).lower()).strip('_')
-  names = [key(n) for n in info.class_names]
-  if isinstance(value, str) and not value.lstrip('-').isdigit():
-    if key(value) not in names:
-      raise UserError(f'unknown {info.name} class {value!r}; known: {", ".join(info.class_names)}')
-    return names.index(key(value))
-  k = int(value)
-  if not 0 <= k < info.num_classes:
-    raise UserError(f'class {k} is out of range for {info.name} (0..{info.num_classes - 1})')
-  return k
-
-
 def class_pair(config: ml_collections.ConfigDict) -> Optional[tuple[int, int]]:
   """(class A, class B) of a `classes` task, else None."""
   t = config.translation
   if t.task != 'classes':
     return None
   info = input_pipeline.DATASETS[input_pipeline.canonical_name(config.dataset)]
-  a, b = _class_index(info, t.class_a), _class_index(info, t.class_b)
+  a, b = input_pipeline.class_index(info, t.class_a), input_pipeline.class_index(info, t.class_b)
   if a == b:
     raise UserError(f'class_a and class_b are the same class ({a})')
   return a, b

@@ -18,6 +18,11 @@ def grid(images_NHWC: np.ndarray, rows: int, pixel_range: tuple[float, float] = 
   return np.round(out * 255).astype(np.uint8)
 
 
+def upscale(grid_HWC: np.ndarray, factor: int) -> np.ndarray:
+  """Each pixel becomes a factor x factor block (nearest neighbour: no blur)."""
+  return np.repeat(np.repeat(grid_HWC, factor, axis=0), factor, axis=1)
+
+
 def save_png(grid_HWC: np.ndarray, path: str) -> None:
   """Writes a uint8 grid (grayscale or RGB) as PNG."""
   img = grid_HWC[..., 0] if grid_HWC.shape[-1] == 1 else grid_HWC

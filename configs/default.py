@@ -49,6 +49,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.sample_every_epochs = 1
   c.eval_every_steps = 0            # 0: off; N: FID of G every N steps (best-FID checkpoint kept)
   c.eval_num_samples = 10000
+  c.profile_steps = 0               # N: a jax.profiler trace of N steps (TensorBoard's Profile)
   return c
 
 
@@ -56,4 +57,4 @@ def get_config() -> ml_collections.ConfigDict:
 RUNTIME_FIELDS = ('num_epochs', 'data_dir', 'allow_download', 'pipeline', 'steps_per_dispatch',
                   'dtype',
                   'num_devices', 'log_every_steps', 'checkpoint_every_steps', 'keep_checkpoints',
-                  'sample_every_epochs', 'eval_every_steps', 'eval_num_samples')
+                  'sample_every_epochs', 'eval_every_steps', 'eval_num_samples', 'profile_steps')

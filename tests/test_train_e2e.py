@@ -72,7 +72,9 @@ def test_train_writes_checkpoints_events_and_samples(trained):
   import tensorflow as tf
   tags = {v.tag for e in events for ev in tf.compat.v1.train.summary_iterator(e)
           for v in ev.summary.value}
-  assert {'d_loss', 'g_loss', 'D(x)', 'D(G(z))', 'steps_per_sec', 'samples'} <= tags
+  assert {'d_loss', 'g_loss', 'D(x)', 'D(G(z))', 'samples',  # ours
+          'steps_per_sec', 'uptime',  # clu's ReportProgress
+          'images_per_sec', 'eta_minutes'} <= tags
   assert 'step 8/8' in proc.stderr and 'ETA' in proc.stderr  # the progress line
 
 
