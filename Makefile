@@ -8,12 +8,18 @@ FASHION_DIR := /usr/share/datasets/fashion-mnist
 
 .PHONY: setup data train test test-fast test-learning clean
 
+# pip's notice for each configured package mirror that lacks a package ("Location ... is
+# ignored") is dropped; every other warning and error shows, and pip's exit status counts.
+SHELL := /bin/bash
+PIP := set -o pipefail; $(PY) -m pip install --quiet
+NO_MIRROR_NOTICES := 2>&1 | sed -u "/^WARNING: Location '.*' is ignored/d"
+
 $(VENV)/.installed: requirements.txt requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
-	$(PY) -m pip install --quiet torch==2.13.0  # tests only (pytorch-fid parity); CPU wheel here
-	$(PY) -m pip install --quiet --no-deps -r requirements-test.txt
+	$(PIP) --upgrade pip $(NO_MIRROR_NOTICES)
+	$(PIP) -r requirements.txt $(NO_MIRROR_NOTICES)
+	$(PIP) torch==2.13.0 $(NO_MIRROR_NOTICES)  # tests only (pytorch-fid parity); CPU wheel here
+	$(PIP) --no-deps -r requirements-test.txt $(NO_MIRROR_NOTICES)
 	touch $@
 
 setup: $(VENV)/.installed

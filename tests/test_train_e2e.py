@@ -90,19 +90,21 @@ def test_rerun_resumes_and_continues(trained, tmp_path):
 def test_generate_draws_requested_labels(trained, tmp_path):
   workdir, _ = trained
   out = tmp_path / 'seven.png'
-  proc = run_script('generate.py', f'--workdir={workdir}', '--labels=7,7,1,9', f'--out={out}')
+  proc = run_script('generate.py', f'--workdir={workdir}', '--labels=7,7,1,9', '--scale=1',
+                    f'--out={out}')
   assert proc.returncode == 0, proc.stderr[-3000:]
   img = np.asarray(Image.open(out))
   assert img.shape == (2 + 30, 2 + 4 * 30)
   # Same seed, same picture; the two 7s share a label but not their noise.
   again = tmp_path / 'again.png'
-  run_script('generate.py', f'--workdir={workdir}', '--labels=7,7,1,9', f'--out={again}')
+  run_script('generate.py', f'--workdir={workdir}', '--labels=7,7,1,9', '--scale=1',
+             f'--out={again}')
   np.testing.assert_array_equal(img, np.asarray(Image.open(again)))
   tiles = [img[2:30, 2 + 30 * i:30 + 30 * i] for i in range(4)]
   assert not np.array_equal(tiles[0], tiles[1])
 
 
-@pytest.mark.parametrize('labels,needle', [('7,10', 'out of range'), ('3,seven', 'integers'),
+@pytest.mark.parametrize('labels,needle', [('7,10', 'out of range'), ('3,seven', "unknown fashion_mnist class 'seven'"),
                                            ('-1', 'out of range')])
 def test_generate_refuses_bad_labels(trained, tmp_path, labels, needle):
   workdir, _ = trained
