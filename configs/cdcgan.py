@@ -8,6 +8,8 @@ lr 2e-4 · 0.95^floor(step / 500) (the code's `exponential_decay(0.0002, global_
 fresh labels (`fresh_g_inputs`), as the code does.
 Departure: the code draws G's labels with `np.random.randint(0, 9)`, i.e. classes 0-8 only
 (class 9 is never asked of G); we draw all 10 uniformly.
+Learning check (300 steps of 64, seed 0; the decay has not begun): class agreement 0.70
+(2026-12-02); with G on D's noise and labels, 0.75 (2026-12-01).
 
   python train.py --config=configs/cdcgan.py --workdir=runs/cdcgan
   python train.py --config=configs/cdcgan.py:mnist --workdir=runs/cdcgan_mnist

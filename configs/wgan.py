@@ -4,6 +4,8 @@ PyTorch code): the 28×28 DCGAN nets, critic without sigmoid, losses without log
 each critic update, RMSProp lr 5e-5 as torch.optim.RMSprop's defaults (alpha 0.99, eps 1e-8
 added outside the square root: optax `eps_in_sqrt=False`), n_critic = 5; batch 64.
 One step = 5 critic batches + 1 G update (187 steps per Fashion-MNIST epoch).
+Learning check (100 steps, seed 0, classifier FID): 117.6 -> 38.3 with torch's RMSProp
+(2026-12-02); optax's default eps inside the root gave 117.6 -> 53.3 (2026-11-23).
 
 Critic warm-up: the reference code trains the critic 100 times (not 5) before each of the
 first 25 G iterations and before every 500th. It is implemented (`critic_warmup_iters`,

@@ -3,6 +3,8 @@ BatchNorm) normalising each example over (H, W, C), as the reference critic's
 `Layernorm(name, [1, 2, 3], x)` (`critic_layer_norm='hwc'`; Flax's default `nn.LayerNorm()`
 would normalise over channels alone); Wasserstein loss plus λ·E[(‖∇f(x̂)‖₂ - 1)²] on random
 interpolates, λ = 10; Adam(1e-4, beta 0.5, 0.9); n_critic = 5; batch 64.
+Learning check (100 steps, seed 0, classifier FID): 117.6 -> 40.0 (2026-12-02); over
+channels alone, 117.6 -> 39.9 (2026-12-01).
 
   python train.py --config=configs/wgan_gp.py --workdir=runs/wgan_gp
   python train.py --config=configs/wgan_gp.py:mnist --workdir=runs/wgan_gp_mnist
