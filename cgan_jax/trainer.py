@@ -9,6 +9,7 @@ step in flight with a checkpoint (`preemption`); damaged checkpoints are skipped
 newest that restores and set aside; a failed save stops the run (`checkpointing`).
 """
 
+import contextlib
 import os
 import time
 from typing import Any
@@ -18,7 +19,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
-from clu import periodic_actions
 
 from cgan_jax import checkpointing, cli, config_validation, device_input, input_pipeline, parallel
 from cgan_jax import preemption, tasks, visualize, workdir_lock
@@ -135,6 +135,39 @@ def _steps_to_next_event(step: int, epoch_end: int, config: ml_collections.Confi
              [m - step for m in marks if m > step])
 
 
+def _periodic_actions():
+  """clu's periodic_actions, or None where TensorFlow is absent (clu's metric_writers, which
+  it imports, need TF; the GPU hosts have none): then _NoProgress and a direct trace."""
+  try:
+    from clu import periodic_actions
+  except ImportError:
+    return None
+  return periodic_actions
+
+
+class _NoProgress:
+  """Stand-in for clu's ReportProgress without TF (no TensorBoard there either)."""
+
+  def __call__(self, step: int) -> bool:
+    return False
+
+  def timed(self, name: str, wait_jax_async_dispatch: bool = True):
+    return contextlib.nullcontext()
+
+
+class _DirectProfile:
+  """Stand-in for clu's Profile without TF: jax.profiler at the first and the last mark."""
+
+  def __init__(self, logdir: str, first: int, last: int):
+    self._logdir, self._first, self._last = logdir, first, last
+
+  def __call__(self, step: int) -> None:
+    if step == self._first:
+      jax.profiler.start_trace(self._logdir)
+    elif step == self._last:
+      jax.profiler.stop_trace()
+
+
 # A profile starts this many steps after the process starts: the first steps compile.
 PROFILE_AFTER_STEPS = 2
 
@@ -152,10 +185,15 @@ class _Profile:
     self.marks = (first, first + n) if n and first + n <= total_steps else ()
     if n and not self.marks:
       logging.warning('no profile: fewer than %d steps left to run', PROFILE_AFTER_STEPS + n)
-    self._action = (periodic_actions.Profile(logdir=workdir, num_profile_steps=n,
-                                             profile_duration_ms=None, first_profile=first,
-                                             every_secs=None)
-                    if self.marks else None)
+    actions = _periodic_actions()
+    if not self.marks:
+      self._action = None
+    elif actions is None:
+      self._action = _DirectProfile(workdir, *self.marks)
+    else:
+      self._action = actions.Profile(logdir=workdir, num_profile_steps=n,
+                                     profile_duration_ms=None, first_profile=first,
+                                     every_secs=None)
 
   def __call__(self, step: int, state) -> None:
     if self._action is None:
@@ -246,8 +284,10 @@ def _train(config: ml_collections.ConfigDict, workdir: str, task, images: np.nda
   t_last, step_last = time.perf_counter(), step
   # clu's progress report: steps_per_sec and uptime to TensorBoard at each log line (called
   # only there: chunks of several steps), and the share of time in checkpoints, samples, FID.
-  progress = periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer,
-                                             every_steps=None, every_secs=0.0)
+  actions = _periodic_actions()
+  progress = (_NoProgress() if actions is None else
+              actions.ReportProgress(num_train_steps=total_steps, writer=writer,
+                                     every_steps=None, every_secs=0.0))
   progress(step)  # its clock starts here
   profile = _Profile(config, workdir, step, total_steps)
 
