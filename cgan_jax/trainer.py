@@ -284,7 +284,9 @@ def _train(config: ml_collections.ConfigDict, workdir: str, task, images: np.nda
   t_last, step_last = time.perf_counter(), step
   # clu's progress report: steps_per_sec and uptime to TensorBoard at each log line (called
   # only there: chunks of several steps), and the share of time in checkpoints, samples, FID.
-  actions = _periodic_actions()
+  # Multi-process runs hang in the first steps with clu's ReportProgress (seen on loopback
+  # with 2 processes, cause not found yet): they keep the plain progress line and scalars.
+  actions = _periodic_actions() if jax.process_count() == 1 else None
   progress = (_NoProgress() if actions is None else
               actions.ReportProgress(num_train_steps=total_steps, writer=writer,
                                      every_steps=None, every_secs=0.0))
@@ -311,7 +313,9 @@ def _train(config: ml_collections.ConfigDict, workdir: str, task, images: np.nda
     rate = (step - step_last) / max(now - t_last, 1e-9)
     eta = (total_steps - step) / max(rate, 1e-9)
     writer.write_scalars(step, {**means, 'images_per_sec': rate * images_per_step,
-                                'eta_minutes': eta / 60})
+                                'eta_minutes': eta / 60,
+                                **({'steps_per_sec': rate} if isinstance(progress, _NoProgress)
+                                   else {})})
     progress(step)  # steps_per_sec, uptime
     logging.info('step %d/%d (epoch %d/%d) | %s | %.2f steps/s, %.0f img/s | ETA %s', step,
                  total_steps, (step - 1) // steps_per_epoch + 1, config.num_epochs,
