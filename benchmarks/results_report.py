@@ -251,16 +251,42 @@ def _write_text(path: str, text: str) -> None:
   os.replace(tmp, path)
 
 
+def kept_rows(out_dir: str, recorded: set[str], order: tuple[str, ...]) -> list[Row]:
+  """Rows of the results.json already in out_dir whose recipe has no run under runs_dir (a
+  run trained on another machine, or in a runs_dir since deleted), in `order`; a row whose
+  grid is gone from out_dir is dropped. The real-data rows are not kept (rebuilt instead)."""
+  old = _read(os.path.join(out_dir, 'results.json')) or []
+  rank = {name: i for i, name in enumerate(order)}
+  rows = [r for r in old if r.get('epoch') is not None and r['recipe'] not in recorded
+          and os.path.exists(_grid_name(out_dir, r))]
+  return sorted(rows, key=lambda r: (rank.get(r['recipe'], len(rank)), r['recipe'], r['epoch']))
+
+
+def _grid_name(out_dir: str, row: Row) -> str:
+  return os.path.join(out_dir, f'{row["recipe"]}_epoch_{row["epoch"]:04d}.png')
+
+
 def write(runs_dir: str, out_dir: str, order: tuple[str, ...]) -> list[str]:
-  """Rebuilds the whole report in out_dir from the records under runs_dir; the paths written."""
+  """Rebuilds the whole report in out_dir from the records under runs_dir, keeping the rows
+  (and grids) of recipes recorded elsewhere (`kept_rows`); the paths written."""
   os.makedirs(out_dir, exist_ok=True)
-  models = model_rows(runs_dir, order)
+  recorded = model_rows(runs_dir, order)
+  kept = kept_rows(out_dir, {r['recipe'] for r in recorded}, order)
+  rank = {name: i for i, name in enumerate(order)}
+  models = sorted(kept + recorded, key=lambda r: rank.get(r['recipe'], len(rank)))  # stable
   datasets = list(dict.fromkeys(r['dataset'] for r in models))
-  rows = reference_rows(runs_dir, datasets) + models
+  references = reference_rows(runs_dir, datasets)
+  have = {r['dataset'] for r in references}
+  old = _read(os.path.join(out_dir, 'results.json')) or []
+  references += [r for r in old if r.get('epoch') is None and r.get('dataset') in
+                 set(datasets) - have]  # a kept row's real-data row, when not rebuilt here
+  rows = references + models
   written, cells = [], {}
-  for row in models:
+  for row in kept:
+    cells[(row['recipe'], row['epoch'])] = _grid_name(out_dir, row)
+  for row in recorded:
     src = os.path.join(milestone_dir(os.path.join(runs_dir, row['recipe']), row['epoch']), GRID)
-    dst = os.path.join(out_dir, f'{row["recipe"]}_epoch_{row["epoch"]:04d}.png')
+    dst = _grid_name(out_dir, row)
     shutil.copyfile(src, f'{dst}.tmp{os.getpid()}')  # atomic: two reports may run at once
     os.replace(f'{dst}.tmp{os.getpid()}', dst)
     cells[(row['recipe'], row['epoch'])] = dst

@@ -137,3 +137,33 @@ def test_bad_input_is_one_error_line(tmp_path, args, message):
   assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
   assert proc.stderr.startswith('error: ') and message in proc.stderr
   assert not os.path.exists(tmp_path / 'runs') and not os.path.exists(tmp_path / 'out')
+
+
+def test_report_keeps_rows_of_runs_recorded_elsewhere(tmp_path):
+  """A report rebuilt from a runs_dir without the seed pair's runs (trained on another
+  machine) keeps their rows, grids and real-data row; a row whose grid is gone is dropped,
+  and a recipe recorded here replaces its old rows."""
+  import sys
+  sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), 'benchmarks'))
+  import results_report as report
+  out, runs = tmp_path / 'out', tmp_path / 'runs'
+  out.mkdir()
+  runs.mkdir()
+  base = {k: None for k in report.COLUMNS}
+  real = {**base, 'recipe': 'real test split', 'dataset': 'fashion_mnist', 'samples': 10,
+          'fid': 0.04}
+  row = lambda recipe, epoch, fid: {
+      **base, 'recipe': recipe, 'model': recipe, 'dataset': 'fashion_mnist', 'epoch': epoch,
+      'step': epoch, 'images': 64 * epoch, 'samples': 10, 'fid': fid, 'overrides': [],
+      'hardware': 'elsewhere', 'budget_epochs': 40, 'recipe_epochs': 40, 'date': '2026-12-01',
+      'commit': 'abc'}
+  old = [real, row('gan', 40, 0.59), row('cgan', 40, 0.39), row('cgan', 20, 0.6)]
+  (out / 'results.json').write_text(json.dumps(old))
+  for name in ('gan_epoch_0040.png', 'cgan_epoch_0040.png'):  # cgan epoch 20: grid gone
+    Image.new('L', (32, 32), 128).save(out / name)
+  report.write(str(runs), str(out), ('gan', 'cgan'))
+  rows = _rows(out)
+  assert [(r['recipe'], r['epoch'], r['fid']) for r in rows] == [
+      ('real test split', None, 0.04), ('gan', 40, 0.59), ('cgan', 40, 0.39)]
+  assert (out / 'gan_vs_cgan.png').exists()
+  assert '| gan | 40 |' in (out / 'results.md').read_text()
