@@ -24,6 +24,9 @@ _SEED = flags.DEFINE_integer('seed', 0, 'Seeds the noise, the KID subsets and th
 _ALL = flags.DEFINE_bool('all_checkpoints', False, 'One row per checkpoint (metric vs step).')
 _PLOT = flags.DEFINE_string('plot', None, 'With --all_checkpoints: also draw metric vs step to '
                             'this PNG (one panel per metric, one line per run).')
+_GENERATOR = flags.DEFINE_enum('generator', 'auto', ['auto', 'ema', 'raw', 'both'],
+                               "Runs with an EMA of G: score it (auto, ema), the trained G "
+                               "(raw), or both (two rows per run).")
 _REFERENCE = flags.DEFINE_bool('reference', True, 'Include the real-data row per dataset.')
 _KID_SUBSETS = flags.DEFINE_integer('kid_subsets', 100, 'KID: number of random subsets.')
 _KID_SUBSET_SIZE = flags.DEFINE_integer('kid_subset_size', 1000, 'KID: samples per subset.')
@@ -69,7 +72,7 @@ def main(argv):
                               features=tuple(_FEATURES.value),
                               inception_weights=_INCEPTION_WEIGHTS.value,
                               inception_batch_size=_INCEPTION_BATCH.value,
-                              num_real=_NUM_REAL.value)
+                              num_real=_NUM_REAL.value, generator=_GENERATOR.value)
   by_kind = evaluator.evaluate(_WORKDIR.value, options, _ALL.value, _REFERENCE.value)
   from cgan_jax.evaluation import translation
   captions = {

@@ -27,6 +27,9 @@ _SCALE = flags.DEFINE_integer('scale', 0, 'PNG upscaling factor, nearest neighbo
                               'each image is at least 128 pixels wide; 1: none).')
 _SEED = flags.DEFINE_integer('seed', 0, 'Noise seed; the same seed draws the same images.')
 _STEP = flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).')
+_GENERATOR = flags.DEFINE_enum('generator', 'auto', ['auto', 'ema', 'raw'],
+                               'Runs with an EMA of G: draw with it (auto, ema) or with the '
+                               'trained G (raw).')
 _COLUMNS = flags.DEFINE_integer('columns', 10, 'Images per row when each label has one image.')
 
 MIN_VISIBLE_PIXELS = 128  # --scale=0 makes each image at least this wide
@@ -74,7 +77,7 @@ def main(argv):
     raise UserError(f'{_WORKDIR.value} holds an unconditional model: it cannot draw a chosen '
                     'class; use --labels=all (a grid of whatever it draws)')
   drawn = [y for y in labels for _ in range(per_label)]
-  images = sampling.draw(gan, state, drawn, seed=_SEED.value)
+  images = sampling.draw(gan, state, drawn, seed=_SEED.value, generator=_GENERATOR.value)
   lo, hi = gan.pixel_range
   if per_label > 1 or every:
     rows = len(labels)  # one row per label

@@ -122,6 +122,10 @@ class Checkpointer:
 
   def _read_state(self, template: GANState, step: int) -> GANState:
     target = flax.serialization.to_state_dict(template)
+    # Empty subtrees hold no arrays: leaving them out of the target lets checkpoints written
+    # before a field existed (e.g. g_ema, added empty for GANs without an EMA) restore.
+    empty = {k for k, v in target.items() if isinstance(v, dict) and not v}
+    target = {k: v for k, v in target.items() if k not in empty}
     faults.silence_aborted_reads()  # a failed read is reported in one line, not 60 per array
     try:
       restored = self._manager.restore(step, args=ocp.args.Composite(
@@ -131,7 +135,7 @@ class Checkpointer:
         raise self._damage(step, 'state', e) from e
       raise UserError(f'cannot restore checkpoint {self.path(step)} into this model: '
                       f'{faults.root_cause(e)}') from e
-    return flax.serialization.from_state_dict(template, restored)
+    return flax.serialization.from_state_dict(template, {**restored, **{k: {} for k in empty}})
 
   def _damage(self, step: int, item: str, e: BaseException) -> CheckpointDamaged:
     damage = CheckpointDamaged(step, faults.failing_file(e, os.path.join(self.path(step), item)),

@@ -101,6 +101,9 @@ OPTIONAL_FIELDS: dict[str, Check] = {
     'critic_layer_norm': one_of('channels', 'hwc'),
     'g_activation': one_of('relu', 'leaky_relu'),
     'g_output_batch_norm': FLAG,
+    'g_width': integer(1), 'd_width': integer(1),
+    'ema_decay': UNIT, 'ema_start_step': integer(0),
+    'diffaugment': TEXT,
 }
 
 # Optimizer fields (cgan_jax.state.OPTIMIZERS' keyword arguments) that have a valid range.

@@ -33,10 +33,12 @@ def dataset_info(workdir: str, step: int | None = None) -> input_pipeline.Datase
 
 
 def draw(gan: state_lib.GAN, state: state_lib.GANState, labels: list[int],
-         seed: int = 0) -> np.ndarray:
-  """One image per label, from noise seeded by `seed` (same seed, same images)."""
+         seed: int = 0, generator: str = 'auto') -> np.ndarray:
+  """One image per label, from noise seeded by `seed` (same seed, same images), by the EMA
+  generator when the run has one (`generator`: see state.sampling_generator)."""
+  g_params, g_stats = state_lib.sampling_generator(state, generator)
   keys = jax.random.split(jax.random.PRNGKey(seed), len(labels))
   z_NZ = jax.vmap(lambda k: gan.latent(k, gan.z_dim))(keys)
   images = jax.jit(state_lib.generate, static_argnums=0)(
-      gan, state.g_params, state.g_stats, z_NZ, jnp.asarray(labels, jnp.int32))
+      gan, g_params, g_stats, z_NZ, jnp.asarray(labels, jnp.int32))
   return np.asarray(jax.device_get(images))

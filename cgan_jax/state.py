@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from cgan_jax import losses, models, schedules
+from cgan_jax import augment, losses, models, schedules
 from cgan_jax.errors import UserError
 
 PyTree = Any
@@ -51,6 +51,10 @@ class GAN:
   simultaneous: bool = False  # G's gradient through D before its update: one forward, both step
   critic_warmup: schedules.CriticWarmup | None = None  # WGAN's 100 critic iterations (None: off)
   image_size: int | None = None  # side G/D work at when it differs from the data's
+  # Steps of the update any GAN can switch on (steps.py):
+  ema_decay: float = 0.0  # G's weights averaged into GANState.g_ema (0: no EMA; BigGAN 0.9999)
+  ema_start: int = 0  # steps before it the EMA copies G (BigGAN/StudioGAN: 1000)
+  augment: tuple[str, ...] = ()  # DiffAugment policy of D's inputs (cgan_jax/augment.py)
   # Mixed precision (config.dtype): G and D compute in this dtype in training (steps.py);
   # parameters, optimizer state, BatchNorm statistics and losses stay float32.
   compute_dtype: Any = jnp.float32
@@ -67,6 +71,9 @@ class GANState:
   d_params: PyTree
   d_stats: PyTree
   d_opt: PyTree
+  # {'params': ..., 'stats': ...}: the exponential moving average of G's parameters and
+  # BatchNorm statistics when the GAN has one (gan.ema_decay > 0); {} otherwise.
+  g_ema: PyTree
   gan: GAN = flax.struct.field(pytree_node=False)
 
 
@@ -102,7 +109,8 @@ def clip_weights(c: float) -> Callable[[PyTree], PyTree]:
 SCHEDULE_DEFAULTS = dict(sample_fake_labels=False, fresh_g_inputs=False, split_d_step=False,
                          simultaneous_updates=False, critic_warmup_iters=0,
                          critic_warmup_first=25, critic_warmup_every=500, lr_decay_rate=1.0,
-                         lr_decay_every_steps=1)
+                         lr_decay_every_steps=1, ema_decay=0.0, ema_start_step=0,
+                         diffaugment='')
 
 
 def schedule_field(config: ml_collections.ConfigDict, name: str):
@@ -143,6 +151,13 @@ def build_gan(config: ml_collections.ConfigDict, num_classes: int,
                                     schedule_field(config, 'critic_warmup_every'))
     schedules.check_warmup(warmup, config.n_critic)
   d_updates_per_step = config.n_critic * (2 if split else 1)
+  ema_decay = float(schedule_field(config, 'ema_decay'))
+  if not 0.0 <= ema_decay < 1.0:
+    raise UserError(f'ema_decay must be in [0, 1), got {ema_decay}')
+  try:
+    policy = augment.parse_policy(schedule_field(config, 'diffaugment'))
+  except ValueError as e:
+    raise UserError(f'diffaugment: {e}') from e
   return GAN(parts.generator, parts.discriminator, parts.latent, config.z_dim, num_classes,
              parts.conditional, parts.pixel_range, loss,
              _optimizer(config.g_optimizer, config, config.g_steps),
@@ -155,7 +170,8 @@ def build_gan(config: ml_collections.ConfigDict, num_classes: int,
              fresh_g_inputs=bool(schedule_field(config, 'fresh_g_inputs')),
              split_d_step=split,
              simultaneous=bool(schedule_field(config, 'simultaneous_updates')),
-             critic_warmup=warmup)
+             critic_warmup=warmup, ema_decay=ema_decay,
+             ema_start=int(schedule_field(config, 'ema_start_step')), augment=policy)
 
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
@@ -185,12 +201,15 @@ def init_state(gan: GAN, rng: jax.Array, image_shape: tuple[int, ...]) -> GANSta
   g_vars = gan.generator.init(g_key, z, y, train=False)
   d_vars = gan.discriminator.init(d_key, jnp.zeros((1, *image_shape), jnp.float32), y,
                                   train=False)
+  g_stats = g_vars.get('batch_stats', {})
   return GANState(
       step=jnp.zeros((), jnp.int32), rng=train_key,
-      g_params=g_vars['params'], g_stats=g_vars.get('batch_stats', {}),
-      g_opt=gan.g_tx.init(g_vars['params']),
+      g_params=g_vars['params'], g_stats=g_stats, g_opt=gan.g_tx.init(g_vars['params']),
       d_params=d_vars['params'], d_stats=d_vars.get('batch_stats', {}),
-      d_opt=gan.d_tx.init(d_vars['params']), gan=gan)
+      d_opt=gan.d_tx.init(d_vars['params']),
+      # A copy, not the same buffers: the train step donates both trees.
+      g_ema=(jax.tree.map(jnp.copy, {'params': g_vars['params'], 'stats': g_stats})
+             if gan.ema_decay else {}), gan=gan)
 
 
 def abstract_state(gan: GAN, image_shape: tuple[int, ...],
@@ -200,6 +219,22 @@ def abstract_state(gan: GAN, image_shape: tuple[int, ...],
                             jax.random.PRNGKey(0))
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
                       abstract)
+
+
+GENERATORS = ('auto', 'ema', 'raw')
+
+
+def sampling_generator(state: GANState, which: str = 'auto') -> tuple[PyTree, PyTree]:
+  """(g_params, g_stats) to draw from: the EMA generator when the state has one ('auto',
+  the default of grids, generate.py, eval.py and the periodic FID; 'ema' insists on it),
+  else the trained G ('raw', or 'auto' without an EMA)."""
+  if which not in GENERATORS:
+    raise UserError(f'generator must be one of {", ".join(GENERATORS)}, got {which!r}')
+  if which == 'ema' and not state.g_ema:
+    raise UserError('this run has no EMA generator (ema_decay was 0): use the raw G')
+  if which != 'raw' and state.g_ema:
+    return state.g_ema['params'], state.g_ema['stats']
+  return state.g_params, state.g_stats
 
 
 def generate(gan: GAN, g_params: PyTree, g_stats: PyTree, z_BZ: jax.Array,

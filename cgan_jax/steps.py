@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from cgan_jax import losses, schedules
+from cgan_jax import augment, losses, schedules
 from cgan_jax.state import GAN, GANState
 
 AXIS = 'data'
@@ -65,6 +65,27 @@ def _uniform_per_example(key: jax.Array, batch_size: int) -> jax.Array:
   first = lax.axis_index(AXIS) * batch_size
   return jax.vmap(lambda i: jax.random.uniform(jax.random.fold_in(key, i)))(
       first + jnp.arange(batch_size))
+
+
+def augment_for_d(gan: GAN, x_BHWC: jax.Array, key: jax.Array) -> jax.Array:
+  """DiffAugment's T(x) for D's input (identity when the GAN has no policy), one key per
+  global example index."""
+  if not gan.augment:
+    return x_BHWC
+  first = lax.axis_index(AXIS) * x_BHWC.shape[0]
+  keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(first + jnp.arange(x_BHWC.shape[0]))
+  return augment.augment(x_BHWC, keys, gan.augment)
+
+
+def update_ema(state: GANState) -> GANState:
+  """g_ema <- decay·g_ema + (1 - decay)·G (params and BatchNorm statistics); a copy of G
+  before gan.ema_start. Called after G's update of the step; no-op without an EMA."""
+  gan = state.gan
+  if not gan.ema_decay:
+    return state
+  decay = jnp.where(state.step >= gan.ema_start, gan.ema_decay, 0.0)
+  new = {'params': state.g_params, 'stats': state.g_stats}
+  return state.replace(g_ema=optax.incremental_update(new, state.g_ema, 1.0 - decay))
 
 
 def _cast_floats(tree, dtype):
@@ -131,6 +152,10 @@ def d_step(state: GANState, x_BHWC: jax.Array, y_B: jax.Array, fake_BHWC: jax.Ar
   y_fake_B = y_B if y_fake_B is None else y_fake_B
   _, real_rng, fake_rng, gp_rng = jax.random.split(rng, 4)  # [0]: G's, see `fakes_rng`
   fake_BHWC = lax.stop_gradient(fake_BHWC)
+  if gan.augment:  # DiffAugment: real and fakes each through their own T
+    aug_key = jax.random.fold_in(rng, 0xA06)
+    x_BHWC = augment_for_d(gan, x_BHWC, jax.random.fold_in(aug_key, 0))
+    fake_BHWC = augment_for_d(gan, fake_BHWC, jax.random.fold_in(aug_key, 1))
 
   def loss_fn(d_params):
     stats, real, fake = state.d_stats, None, None
@@ -192,6 +217,7 @@ def g_loss_of_fakes(state: GANState, fake_BHWC: jax.Array, y_B: jax.Array,
   """L_G = loss.g(D(G(z))) + aux.g(classes of G(z)), through the current D (its statistics
   are not updated), averaged over the global batch."""
   gan = state.gan
+  fake_BHWC = augment_for_d(gan, fake_BHWC, jax.random.fold_in(rng, 0xA06))
   fake, _ = apply_train(gan.discriminator, state.d_params, state.d_stats, fake_BHWC, y_B,
                         rng=rng, dtype=gan.compute_dtype)
   return pmean(gan.loss.g(fake.logits) + gan.aux.g(fake.class_logits, y_B))
@@ -253,6 +279,10 @@ def train_step(state: GANState, batch: Batch) -> tuple[GANState, Metrics]:
     simultaneous        G's gradient goes through D as it was before the (last) D update;
     critic_warmup       G's update is applied only on the steps that end a G iteration
                         (schedules.g_update_due); the others leave G as it was.
+  and two steps any GAN can switch on:
+    augment             DiffAugment: every image D sees, real or fake, in D's update and
+                        G's, goes through T (cgan_jax/augment.py), differentiably;
+    ema_decay           after G's update, g_ema moves towards G (`update_ema`).
   """
   gan = state.gan
   images_SBHWC, labels_SB = batch['image'], batch['label']
@@ -297,4 +327,4 @@ def train_step(state: GANState, batch: Batch) -> tuple[GANState, Metrics]:
     due = schedules.g_update_due(gan.critic_warmup, gan.d_steps, state.step)
     new = _keep_g_unless(due, new, state)
     metrics['g_updated'] = jnp.asarray(due, jnp.float32)
-  return new.replace(step=state.step + 1), metrics
+  return update_ema(new).replace(step=state.step + 1), metrics

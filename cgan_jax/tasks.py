@@ -83,8 +83,10 @@ class GanTask:
     return jax.jit(functools.partial(state_lib.generate, self.gan))
 
   def sample_grid(self, state: state_lib.GANState) -> np.ndarray:
-    """G on the fixed noise: a uint8 grid, one row per class (conditional or not)."""
-    images = jax.device_get(self._generate(state.g_params, state.g_stats, *self._fixed_inputs))
+    """G (its EMA when the run has one) on the fixed noise: a uint8 grid, one row per class
+    (conditional or not)."""
+    g_params, g_stats = state_lib.sampling_generator(state)
+    images = jax.device_get(self._generate(g_params, g_stats, *self._fixed_inputs))
     return visualize.grid(images, rows=self.gan.num_classes, pixel_range=self.gan.pixel_range)
 
   def periodic_fid(self) -> Callable[[state_lib.GANState], dict[str, float]]:

@@ -40,6 +40,9 @@ class Options:
   inception_weights: str | None = None  # pytorch-fid's .pth (else looked for; inception.locate)
   inception_batch_size: int = 0  # 0: inception.default_batch_size()
   num_real: int = 0  # real images per split for the reference statistics (first N; 0: all)
+  # Which G of a run with an EMA: 'auto' (the EMA when present), 'ema', 'raw', or 'both'
+  # (two rows per run, "<model> (ema)" and "<model> (raw)"; one row for runs without an EMA).
+  generator: str = 'auto'
 
 
 def check_num_samples(num_samples: int, feature_dim: int, name: str = 'classifier') -> None:
@@ -187,15 +190,32 @@ class DatasetEvaluator:
 
   def run_row(self, workdir: str, step: int | None = None,
               config: ml_collections.ConfigDict | None = None) -> Row:
-    """Loads a checkpoint (latest by default), draws from G and scores it."""
+    """Loads a checkpoint (latest by default), draws from G and scores it (the EMA G when
+    the run has one, unless options.generator says otherwise; 'both' takes the first)."""
+    return self.run_rows(workdir, step, config)[0]
+
+  def run_rows(self, workdir: str, step: int | None = None,
+               config: ml_collections.ConfigDict | None = None) -> list[Row]:
+    """run_row's row, or with options.generator 'both' and an EMA in the run, one row for
+    the EMA G and one for the raw G."""
     config = config or run_config(workdir, step)
     gan, state = sampling.load(workdir, step)
     step = int(state.step)
-    logging.info('Scoring %s step %d (%s, %d samples)', workdir, step, config.model,
-                 self.options.num_samples)
-    feats, probs, labels = self.sample(gan, state.g_params, state.g_stats)
-    return {**self._header(workdir, config.model, step, len(labels)),
-            **self.score(feats, probs, labels, gan.conditional), **self.protocol()}
+    which = self.options.generator
+    if which not in (*state_lib.GENERATORS, 'both'):
+      raise UserError(f'--generator must be one of auto, ema, raw, both; got {which!r}')
+    kinds = ['ema', 'raw'] if which == 'both' and state.g_ema else [
+        'auto' if which == 'both' else which]
+    rows = []
+    for kind in kinds:
+      g_params, g_stats = state_lib.sampling_generator(state, kind)
+      label = config.model + (f' ({kind})' if which == 'both' and state.g_ema else '')
+      logging.info('Scoring %s step %d (%s, %d samples)', workdir, step, label,
+                   self.options.num_samples)
+      feats, probs, labels = self.sample(gan, g_params, g_stats)
+      rows.append({**self._header(workdir, label, step, len(labels)),
+                   **self.score(feats, probs, labels, gan.conditional), **self.protocol()})
+    return rows
 
 
 def evaluate(workdirs: list[str], options: Options, all_checkpoints: bool = False,
@@ -235,7 +255,7 @@ def _evaluate_gans(targets: list[tuple[str, int | None, ml_collections.ConfigDic
       rows.append(evaluator.reference_row())
     for workdir, step, config in targets:
       if input_pipeline.canonical_name(config.dataset) == evaluator.dataset:
-        rows.append(evaluator.run_row(workdir, step, config))
+        rows += evaluator.run_rows(workdir, step, config)
   return rows
 
 
@@ -250,7 +270,7 @@ def make_periodic_fid(dataset: str, num_samples: int = 10000, seed: int = 0,
   train = evaluator.train  # computed (or read from the cache) now, not at the first call
 
   def periodic_fid(gan: state_lib.GAN, state: state_lib.GANState) -> dict[str, float]:
-    g_params, g_stats = jax.device_get((state.g_params, state.g_stats))
+    g_params, g_stats = jax.device_get(state_lib.sampling_generator(state))
     feats, _, _ = evaluator.sample(gan, g_params, g_stats)
     return {'fid': metrics.frechet_distance(*metrics.mean_cov(feats), train.mean, train.cov)}
 

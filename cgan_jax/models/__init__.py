@@ -14,7 +14,7 @@ import ml_collections
 
 from cgan_jax import losses
 from cgan_jax.errors import UserError
-from cgan_jax.models import acgan, dcgan, infogan, mlp
+from cgan_jax.models import acgan, dcgan, infogan, mlp, sngan
 from cgan_jax.models.common import DOutput, normal_latent, uniform_latent  # noqa: F401
 
 
@@ -47,13 +47,18 @@ MODEL_OPTIONS = {
     'critic_layer_norm': ('channels', tuple(dcgan.LAYER_NORM_AXES)),  # *_ln critics
     'g_activation': ('relu', tuple(dcgan.G_ACTIVATIONS)),  # dcgan64's G
     'g_output_batch_norm': (False, (False, True)),  # mlp_cgan_embed's G
+    'g_width': (64, None),  # sngan_*: channels of G's blocks (None: any positive integer)
+    'd_width': (64, None),  # sngan_*: channels of D's blocks
 }
 
 
 def option(config: ml_collections.ConfigDict, name: str):
   default, allowed = MODEL_OPTIONS[name]
   value = config.get(name, default)
-  if value not in allowed:
+  if allowed is None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+      raise UserError(f'{name} must be a positive integer, got {value!r}')
+  elif value not in allowed:
     raise UserError(f'{name} must be one of {", ".join(map(repr, allowed))}, got {value!r}')
   return value
 
@@ -73,6 +78,16 @@ def _acgan(fake_class: bool) -> Builder:
     return ModelParts(acgan.Generator(k, axis_name=axis),
                       acgan.Discriminator(k + 1 if fake_class else k, axis_name=axis),
                       normal_latent, True, _TANH, aux=losses.acgan_aux(k, fake_class))
+  return build
+
+
+def _sngan(conditional: bool) -> Builder:
+  def build(config, k, axis):
+    g, d = option(config, 'g_width'), option(config, 'd_width')
+    return ModelParts(
+        sngan.Generator(k, (g, g), bottom=7, conditional=conditional, axis_name=axis),
+        sngan.ProjectionDiscriminator(k, (d,) * 4, conditional=conditional),
+        normal_latent, conditional, _TANH)
   return build
 
 
@@ -101,6 +116,10 @@ MODELS: dict[str, Builder] = {
     # Auxiliary classifier: K classes (Odena et al.) or K + 1 with a "fake" class (Keras).
     'acgan': _acgan(fake_class=False),
     'acgan_fake_class': _acgan(fake_class=True),
+    # Spectral-norm ResNets (Miyato et al. 2018): projection D and class-conditional BN G, or
+    # both unconditional (plain BN G, no projection).
+    'sngan_projection': _sngan(conditional=True),
+    'sngan': _sngan(conditional=False),
 }
 
 
