@@ -122,20 +122,28 @@ class Checkpointer:
 
   def _read_state(self, template: GANState, step: int) -> GANState:
     target = flax.serialization.to_state_dict(template)
-    # Empty subtrees hold no arrays: leaving them out of the target lets checkpoints written
-    # before a field existed (e.g. g_ema, added empty for GANs without an EMA) restore.
-    empty = {k for k, v in target.items() if isinstance(v, dict) and not v}
-    target = {k: v for k, v in target.items() if k not in empty}
     faults.silence_aborted_reads()  # a failed read is reported in one line, not 60 per array
     try:
-      restored = self._manager.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(target)))['state']
+      restored = self._restore(step, target)
     except Exception as e:  # noqa: BLE001
       if faults.is_damage(e):
         raise self._damage(step, 'state', e) from e
-      raise UserError(f'cannot restore checkpoint {self.path(step)} into this model: '
-                      f'{faults.root_cause(e)}') from e
-    return flax.serialization.from_state_dict(template, {**restored, **{k: {} for k in empty}})
+      # A checkpoint written before a field existed (g_ema, added empty for GANs without an
+      # EMA) lacks that key: empty subtrees hold no arrays, so retry without them.
+      empty = {k for k, v in target.items() if isinstance(v, dict) and not v}
+      try:
+        if not empty:
+          raise
+        restored = {**self._restore(step, {k: v for k, v in target.items() if k not in empty}),
+                    **{k: {} for k in empty}}
+      except Exception:  # noqa: BLE001
+        raise UserError(f'cannot restore checkpoint {self.path(step)} into this model: '
+                        f'{faults.root_cause(e)}') from e
+    return flax.serialization.from_state_dict(template, restored)
+
+  def _restore(self, step: int, target: dict[str, Any]) -> dict[str, Any]:
+    return self._manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(target)))['state']
 
   def _damage(self, step: int, item: str, e: BaseException) -> CheckpointDamaged:
     damage = CheckpointDamaged(step, faults.failing_file(e, os.path.join(self.path(step), item)),
