@@ -251,15 +251,12 @@ def _write_text(path: str, text: str) -> None:
   os.replace(tmp, path)
 
 
-def kept_rows(out_dir: str, recorded: set[str], order: tuple[str, ...]) -> list[Row]:
-  """Rows of the results.json already in out_dir whose recipe has no run under runs_dir (a
-  run trained on another machine, or in a runs_dir since deleted), in `order`; a row whose
+def kept_rows(old: list[Row], out_dir: str, recorded: set[str]) -> list[Row]:
+  """The model rows of out_dir's previous results.json (`old`) whose recipe has no run under
+  runs_dir (a run trained on another machine, or in a runs_dir since deleted); a row whose
   grid is gone from out_dir is dropped. The real-data rows are not kept (rebuilt instead)."""
-  old = _read(os.path.join(out_dir, 'results.json')) or []
-  rank = {name: i for i, name in enumerate(order)}
-  rows = [r for r in old if r.get('epoch') is not None and r['recipe'] not in recorded
+  return [r for r in old if r.get('epoch') is not None and r['recipe'] not in recorded
           and os.path.exists(_grid_name(out_dir, r))]
-  return sorted(rows, key=lambda r: (rank.get(r['recipe'], len(rank)), r['recipe'], r['epoch']))
 
 
 def _grid_name(out_dir: str, row: Row) -> str:
@@ -270,14 +267,15 @@ def write(runs_dir: str, out_dir: str, order: tuple[str, ...]) -> list[str]:
   """Rebuilds the whole report in out_dir from the records under runs_dir, keeping the rows
   (and grids) of recipes recorded elsewhere (`kept_rows`); the paths written."""
   os.makedirs(out_dir, exist_ok=True)
+  old = _read(os.path.join(out_dir, 'results.json')) or []
   recorded = model_rows(runs_dir, order)
-  kept = kept_rows(out_dir, {r['recipe'] for r in recorded}, order)
+  kept = kept_rows(old, out_dir, {r['recipe'] for r in recorded})
   rank = {name: i for i, name in enumerate(order)}
-  models = sorted(kept + recorded, key=lambda r: rank.get(r['recipe'], len(rank)))  # stable
+  models = sorted(kept + recorded, key=lambda r: (rank.get(r['recipe'], len(rank)),
+                                                  r['recipe']))  # stable within a recipe
   datasets = list(dict.fromkeys(r['dataset'] for r in models))
   references = reference_rows(runs_dir, datasets)
   have = {r['dataset'] for r in references}
-  old = _read(os.path.join(out_dir, 'results.json')) or []
   references += [r for r in old if r.get('epoch') is None and r.get('dataset') in
                  set(datasets) - have]  # a kept row's real-data row, when not rebuilt here
   rows = references + models
