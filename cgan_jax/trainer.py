@@ -284,8 +284,9 @@ def _train(config: ml_collections.ConfigDict, workdir: str, task, images: np.nda
   t_last, step_last = time.perf_counter(), step
   # clu's progress report: steps_per_sec and uptime to TensorBoard at each log line (called
   # only there: chunks of several steps), and the share of time in checkpoints, samples, FID.
-  # Multi-process runs hang in the first steps with clu's ReportProgress (seen on loopback
-  # with 2 processes, cause not found yet): they keep the plain progress line and scalars.
+  # Multi-process runs keep the plain progress line and scalars: they hung in the first steps
+  # with clu's ReportProgress (2 processes on loopback; possibly the queued-dispatch deadlock
+  # below, not re-tested).
   actions = _periodic_actions() if jax.process_count() == 1 else None
   progress = (_NoProgress() if actions is None else
               actions.ReportProgress(num_train_steps=total_steps, writer=writer,
@@ -339,6 +340,12 @@ def _train(config: ml_collections.ConfigDict, workdir: str, task, images: np.nda
       visualize.save_png(grid, os.path.join(workdir, 'samples', f'epoch_{epoch:04d}.png'))
     writer.write_images(step, {'samples': grid[None]})
 
+  # Several processes on CPU: one dispatch in flight at a time. With steps queued ahead,
+  # XLA:CPU's gloo collectives deadlocked intermittently (2-process loopback, 2 devices each:
+  # one device of a process inside a step's all-reduce while its other device waited to
+  # start that step; 3 of 3 one-epoch runs hung, 0 of 4 with this wait). GPUs and TPUs keep
+  # queueing ahead.
+  one_dispatch_in_flight = jax.process_count() > 1 and jax.default_backend() == 'cpu'
   stopping = False
   try:
     stop.prime(step)
@@ -348,6 +355,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, task, images: np.nda
         k = feed.chunk(_steps_to_next_event(step, (epoch + 1) * steps_per_epoch, config,
                                             profile.marks))
         state, metrics = feed.run(state, k)
+        if one_dispatch_in_flight:
+          jax.block_until_ready(metrics)
         pending.append((k, metrics))
         step += k
         profile(step, state)
