@@ -6,6 +6,7 @@ dump); these helpers walk the exception chain for the line a user needs: which f
 
 import inspect
 import json
+import logging
 import os
 import re
 import sys
@@ -84,6 +85,27 @@ def silence_aborted_reads() -> None:
 
   hook.drops_aborted_reads = True
   sys.unraisablehook = hook
+
+
+class _AbandonedOrbaxWrites(logging.Filter):
+  """Drops asyncio's "Task exception was never retrieved" for orbax's array writes."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return not ('Task exception was never retrieved' in message and '/orbax/' in message)
+
+
+def silence_abandoned_writes() -> None:
+  """Drops the echoes of a failed save that was already reported in one line.
+
+  When one array of a checkpoint fails to write (a full disk, a file-size limit), orbax (0.12)
+  reports the first failure and leaves the other failed write tasks unretrieved; asyncio then
+  logs each, with a traceback, when it is collected (seen once in a full test run).
+  Installed before saves.
+  """
+  log = logging.getLogger('asyncio')
+  if not any(isinstance(f, _AbandonedOrbaxWrites) for f in log.filters):
+    log.addFilter(_AbandonedOrbaxWrites())
 
 
 def failing_file(e: BaseException, item_dir: str) -> str:

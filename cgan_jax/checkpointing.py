@@ -15,6 +15,7 @@ import flax.serialization
 import jax
 import orbax.checkpoint as ocp
 from absl import logging
+from etils import epath
 
 from cgan_jax import checkpoint_faults as faults
 from cgan_jax.errors import CheckpointDamaged, CheckpointWriteError, UserError
@@ -66,6 +67,7 @@ class Checkpointer:
     self.wait()  # a failure of the previous save is reported as that step's
     step = int(jax.device_get(state.step))
     meta = {**meta, 'format_version': FORMAT_VERSION, 'step': step}
+    faults.silence_abandoned_writes()  # a failed save is reported in one line, once
     try:
       self._manager.save(step, metrics=metrics, args=ocp.args.Composite(
           state=ocp.args.StandardSave(flax.serialization.to_state_dict(state)),
@@ -122,24 +124,30 @@ class Checkpointer:
 
   def _read_state(self, template: GANState, step: int) -> GANState:
     target = flax.serialization.to_state_dict(template)
+    # A checkpoint written before a field existed (g_ema, an empty subtree in GANs without an
+    # EMA) lacks its key. Empty subtrees hold no arrays: those the checkpoint lacks are left
+    # out of the read and put back empty.
+    saved = self._saved_keys(step)
+    absent = {k for k, v in target.items()
+              if isinstance(v, dict) and not v and saved is not None and k not in saved}
     faults.silence_aborted_reads()  # a failed read is reported in one line, not 60 per array
     try:
-      restored = self._restore(step, target)
+      restored = self._restore(step, {k: v for k, v in target.items() if k not in absent})
     except Exception as e:  # noqa: BLE001
       if faults.is_damage(e):
         raise self._damage(step, 'state', e) from e
-      # A checkpoint written before a field existed (g_ema, added empty for GANs without an
-      # EMA) lacks that key: empty subtrees hold no arrays, so retry without them.
-      empty = {k for k, v in target.items() if isinstance(v, dict) and not v}
-      try:
-        if not empty:
-          raise
-        restored = {**self._restore(step, {k: v for k, v in target.items() if k not in empty}),
-                    **{k: {} for k in empty}}
-      except Exception:  # noqa: BLE001
-        raise UserError(f'cannot restore checkpoint {self.path(step)} into this model: '
-                        f'{faults.root_cause(e)}') from e
-    return flax.serialization.from_state_dict(template, restored)
+      raise UserError(f'cannot restore checkpoint {self.path(step)} into this model: '
+                      f'{faults.root_cause(e)}') from e
+    return flax.serialization.from_state_dict(template, {**restored, **{k: {} for k in absent}})
+
+  def _saved_keys(self, step: int) -> set[str] | None:
+    """The top-level keys of the state saved at `step`; None where its metadata does not read
+    (the restore itself then says what is wrong)."""
+    try:  # (the manager's item_metadata is None for items it has not handled yet)
+      tree = ocp.StandardCheckpointHandler().metadata(epath.Path(self.path(step)) / 'state')
+      return set(tree.keys())
+    except Exception:  # noqa: BLE001 - damaged or foreign checkpoints raise many kinds
+      return None
 
   def _restore(self, step: int, target: dict[str, Any]) -> dict[str, Any]:
     return self._manager.restore(step, args=ocp.args.Composite(

@@ -104,6 +104,7 @@ OPTIONAL_FIELDS: dict[str, Check] = {
     'g_width': integer(1), 'd_width': integer(1),
     'ema_decay': UNIT, 'ema_start_step': integer(0),
     'diffaugment': TEXT,
+    'train_step': TEXT,  # a forked step, 'module:function' (tasks.resolve_train_step)
 }
 
 # Optimizer fields (cgan_jax.state.OPTIMIZERS' keyword arguments) that have a valid range.

@@ -15,7 +15,7 @@ def load(workdir: str, step: int | None = None) -> tuple[state_lib.GAN, state_li
   meta = ckpt.restore_meta(step)
   config = ml_collections.ConfigDict(meta['config'])
   from cgan_jax import tasks
-  if config.model in tasks.TRANSLATORS:
+  if tasks.kind(config) != tasks.GanTask.kind:
     from cgan_jax.errors import UserError
     raise UserError(f'{workdir} holds a {config.model} run, which translates images rather than '
                     'drawing them from noise: see its samples/ grids, and score it with eval.py')

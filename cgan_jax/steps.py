@@ -49,32 +49,32 @@ def pmean(x):
   return x if lax.axis_size(AXIS) == 1 else lax.pmean(x, AXIS)
 
 
-def sample_latents(gan: GAN, key: jax.Array, batch_size: int) -> jax.Array:
-  """z for this device's examples, one key per *global* example index.
+def example_keys(key: jax.Array, batch_size: int) -> jax.Array:
+  """One key per example of this device's part of the batch, folded from its *global* index.
 
-  Keying noise by global index (not by device) makes the step independent of how the
-  global batch is split across devices.
+  Keying every per-example draw (noise, labels, augmentation) by global index, not by device,
+  makes the step independent of how the global batch is split across devices.
   """
   first = lax.axis_index(AXIS) * batch_size
-  keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(first + jnp.arange(batch_size))
-  return jax.vmap(lambda k: gan.latent(k, gan.z_dim))(keys)
+  return jax.vmap(lambda i: jax.random.fold_in(key, i))(first + jnp.arange(batch_size))
+
+
+def sample_latents(gan: GAN, key: jax.Array, batch_size: int) -> jax.Array:
+  """z for this device's examples (see `example_keys`)."""
+  return jax.vmap(lambda k: gan.latent(k, gan.z_dim))(example_keys(key, batch_size))
 
 
 def _uniform_per_example(key: jax.Array, batch_size: int) -> jax.Array:
-  """U(0, 1) per example, keyed by global example index like `sample_latents`."""
-  first = lax.axis_index(AXIS) * batch_size
-  return jax.vmap(lambda i: jax.random.uniform(jax.random.fold_in(key, i)))(
-      first + jnp.arange(batch_size))
+  """U(0, 1) per example (see `example_keys`)."""
+  return jax.vmap(jax.random.uniform)(example_keys(key, batch_size))
 
 
 def augment_for_d(gan: GAN, x_BHWC: jax.Array, key: jax.Array) -> jax.Array:
   """DiffAugment's T(x) for D's input (identity when the GAN has no policy), one key per
-  global example index."""
+  example (see `example_keys`)."""
   if not gan.augment:
     return x_BHWC
-  first = lax.axis_index(AXIS) * x_BHWC.shape[0]
-  keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(first + jnp.arange(x_BHWC.shape[0]))
-  return augment.augment(x_BHWC, keys, gan.augment)
+  return augment.augment(x_BHWC, example_keys(key, x_BHWC.shape[0]), gan.augment)
 
 
 def update_ema(state: GANState) -> GANState:
@@ -252,10 +252,9 @@ def g_step(state: GANState, y_B: jax.Array, z_BZ: jax.Array,
 
 
 def sample_labels(gan: GAN, key: jax.Array, batch_size: int) -> jax.Array:
-  """Labels ~ U{0, ..., K-1} for this device's examples, keyed by global example index."""
-  first = lax.axis_index(AXIS) * batch_size
-  return jax.vmap(lambda i: jax.random.randint(jax.random.fold_in(key, i), (), 0,
-                                               gan.num_classes))(first + jnp.arange(batch_size))
+  """Labels ~ U{0, ..., K-1} for this device's examples (see `example_keys`)."""
+  return jax.vmap(lambda k: jax.random.randint(k, (), 0, gan.num_classes))(
+      example_keys(key, batch_size))
 
 
 def _keep_g_unless(due, new: GANState, old: GANState) -> GANState:

@@ -1,14 +1,20 @@
 """What the trainer trains: a config's model resolved into data, state, step and sample grid.
 
-Two kinds of model share one trainer, one checkpoint format and one logging path:
+Every kind of model is a `Task` (the typed interface below); two kinds share one trainer, one
+checkpoint format and one logging path:
   GanTask          noise -> image GANs (cgan_jax.models.MODELS; steps.train_step)
   TranslationTask  image -> image GANs (TRANSLATORS below; translation_steps)
-The trainer only calls the methods both define; choosing between them is this registry
-lookup, not a branch in the loop.
+The trainer, eval.py, generate.py and the benchmarks only use `build`, `kind` and the
+methods of `Task`; choosing between kinds is this registry lookup, not a branch elsewhere.
+
+A forked train step: copy cgan_jax/steps.py's `train_step` (or wrap it) into a module of your
+own and name it in the config, `--config.train_step=my_steps:train_step`; nothing shared is
+edited (see `resolve_train_step`).
 """
 
 import functools
-from typing import Any, Callable, Optional
+import importlib
+from typing import Any, Callable, Optional, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -45,8 +51,55 @@ def _abstract(init: Callable[[jax.Array], Any], sharding: jax.sharding.Sharding)
                       shapes)
 
 
+class Task(Protocol):
+  """What the trainer, eval.py and generate.py ask of a kind of model."""
+
+  kind: str  # 'gan' (noise -> image) or 'translation' (image -> image)
+  micro_steps: int  # minibatches one train step consumes (n_critic for WGANs)
+  train_step: Callable[[Any, dict[str, jax.Array]], tuple[Any, dict[str, jax.Array]]]
+
+  def load(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """The split's arrays as the step's batches take them (train: cut to
+    num_train_examples)."""
+
+  def init_state(self, rng: jax.Array) -> Any:
+    """A fresh training state (a pytree the checkpointer saves whole)."""
+
+  def abstract_state(self, sharding: jax.sharding.Sharding) -> Any:
+    """init_state's shapes and dtypes with `sharding`: the restore target."""
+
+  def sample_grid(self, state: Any) -> np.ndarray:
+    """A uint8 image grid of the current model, for samples/ and TensorBoard."""
+
+  def periodic_fid(self) -> Callable[[Any], dict[str, float]]:
+    """state -> {'fid': ...} for config.eval_every_steps (UserError where unsupported)."""
+
+
+def resolve_train_step(spec: str, default: Callable) -> Callable:
+  """config.train_step 'module:function' (importable from the working directory, the repo
+  root or PYTHONPATH) -> that function; '' -> `default`. The function has train_step's
+  contract (steps.py): (state, batch) -> (state, metrics), pure, per device."""
+  if not spec:
+    return default
+  module, sep, name = spec.partition(':')
+  if not sep or not module or not name.isidentifier():
+    raise UserError(f"train_step must be 'module:function' (e.g. my_steps:train_step), got "
+                    f'{spec!r}')
+  try:
+    found = getattr(importlib.import_module(module), name, None)
+  except Exception as e:  # noqa: BLE001 - an import runs the module: anything can fail
+    raise UserError(f'cannot import train_step module {module!r}: {type(e).__name__}: {e}') \
+        from e
+  if not callable(found):
+    raise UserError(f'module {module!r} has no function {name!r} (train_step={spec!r})')
+  return found
+
+
 class GanTask:
-  """A noise-to-image GAN of the model registry, trained by steps.train_step."""
+  """A noise-to-image GAN of the model registry, trained by steps.train_step (or the
+  config's forked step)."""
+
+  kind = 'gan'
 
   def __init__(self, config: ml_collections.ConfigDict, axis_name: Optional[str] = steps.AXIS,
                steps_per_epoch: int = 1):
@@ -55,7 +108,7 @@ class GanTask:
     self.info = input_pipeline.DATASETS[input_pipeline.canonical_name(config.dataset)]
     self.gan = state_lib.build_gan(config, self.info.num_classes, axis_name)
     self.micro_steps = self.gan.d_steps  # minibatches per step: one per critic update
-    self.train_step = steps.train_step
+    self.train_step = resolve_train_step(config.get('train_step', ''), steps.train_step)
 
   def load(self, split: str) -> tuple[np.ndarray, np.ndarray]:
     arrays = _load(self.config, split)
@@ -126,6 +179,7 @@ TRANSLATORS: dict[str, tuple[Callable, bool]] = {
 class TranslationTask:
   """An image-to-image GAN (pix2pix, CycleGAN) on a translation_data task."""
 
+  kind = 'translation'
   micro_steps = 1
 
   def __init__(self, config: ml_collections.ConfigDict, axis_name: Optional[str] = steps.AXIS,
@@ -133,6 +187,9 @@ class TranslationTask:
     self.config = config
     t = config.translation
     builder, two_way = TRANSLATORS[config.model]
+    if config.get('train_step'):
+      raise UserError('train_step (a forked step) is implemented for the noise-to-image GANs '
+                      f'only; {config.model} trains with translation_steps.Translator')
     if config.get('dtype', 'float32') != 'float32':
       raise UserError(f'dtype={config.dtype} is implemented for the noise-to-image GANs only; '
                       f'{config.model} trains in float32 (--config.dtype=float32)')
@@ -203,15 +260,22 @@ class TranslationTask:
                     'pix2pix/CycleGAN runs with eval.py')
 
 
-def build(config: ml_collections.ConfigDict, axis_name: Optional[str] = steps.AXIS,
-          steps_per_epoch: int = 1):
-  """The task of config.model; steps_per_epoch sizes schedules over the whole training."""
+def kind(config: ml_collections.ConfigDict) -> str:
+  """'gan' or 'translation': the kind of Task config.model builds (UserError if unknown)."""
   if config.model in TRANSLATORS:
+    return TranslationTask.kind
+  if config.model in models.MODELS:
+    return GanTask.kind
+  known = sorted([*models.MODELS, *TRANSLATORS])
+  raise UserError(f'unknown model {config.model!r}; known models: {", ".join(known)}')
+
+
+def build(config: ml_collections.ConfigDict, axis_name: Optional[str] = steps.AXIS,
+          steps_per_epoch: int = 1) -> Task:
+  """The task of config.model; steps_per_epoch sizes schedules over the whole training."""
+  if kind(config) == TranslationTask.kind:
     if 'translation' not in config:
       raise UserError(f'model {config.model!r} needs a translation config: start from '
                       f'configs/{config.model}.py')
     return TranslationTask(config, axis_name, steps_per_epoch)
-  if config.model in models.MODELS:
-    return GanTask(config, axis_name, steps_per_epoch)
-  known = sorted([*models.MODELS, *TRANSLATORS])
-  raise UserError(f'unknown model {config.model!r}; known models: {", ".join(known)}')
+  return GanTask(config, axis_name, steps_per_epoch)

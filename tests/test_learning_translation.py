@@ -1,4 +1,6 @@
-"""Learning checks of the image-to-image GANs on real Fashion-MNIST (slow; in CI).
+"""Learning checks of the image-to-image GANs on real Fashion-MNIST (slow; opt-in with
+`make test-learning`: 2.4 minutes together on the 2-core CPU, out of CI to keep CI's run
+near 35 minutes; tests/test_translation.py still trains both recipes end to end in CI).
 
 Budgets measured on the 2-core CI-class CPU (load ~3.5): pix2pix 150 steps of 64 (~2 min):
 held-out L1 0.118 against 0.204 (identity) and 0.222 (blank); CycleGAN 300 steps of 8
@@ -27,6 +29,7 @@ def _train_and_score(config, steps: int, workdir: str) -> tuple[list[dict], dict
 
 
 @pytest.mark.slow
+@pytest.mark.family_learning
 def test_pix2pix_learns_edges_to_garments(tmp_path, fashion_dir):
   config = pix2pix_config.get_config()
   config.translation.g_base = config.translation.d_base = 16
@@ -36,6 +39,7 @@ def test_pix2pix_learns_edges_to_garments(tmp_path, fashion_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.family_learning
 def test_cyclegan_moves_images_into_the_target_class(tmp_path, fashion_dir):
   config = cyclegan_config.get_config()               # Sneaker <-> Ankle boot
   config.translation.g_base, config.translation.res_blocks = 16, 3

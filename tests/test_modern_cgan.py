@@ -286,3 +286,10 @@ def test_bad_modern_fields_are_refused(field, value, message):
     config = _config(**{field: value})
     config_validation.validate(config)
     state_lib.build_gan(config, K, None)
+
+
+def test_evaluation_options_refuse_an_unknown_generator():
+  from cgan_jax import evaluation
+  with pytest.raises(UserError, match='--generator must be one of auto, ema, raw, both'):
+    evaluation.Options(generator='average')
+  assert evaluation.Options(generator='both').generator == 'both'

@@ -44,6 +44,11 @@ class Options:
   # (two rows per run, "<model> (ema)" and "<model> (raw)"; one row for runs without an EMA).
   generator: str = 'auto'
 
+  def __post_init__(self):
+    if self.generator not in (*state_lib.GENERATORS, 'both'):
+      raise UserError(f'--generator must be one of {", ".join(state_lib.GENERATORS)}, both; '
+                      f'got {self.generator!r}')
+
 
 def check_num_samples(num_samples: int, feature_dim: int, name: str = 'classifier') -> None:
   """FID needs a full-rank sample covariance: at least d + 1 samples."""
@@ -201,9 +206,7 @@ class DatasetEvaluator:
     config = config or run_config(workdir, step)
     gan, state = sampling.load(workdir, step)
     step = int(state.step)
-    which = self.options.generator
-    if which not in (*state_lib.GENERATORS, 'both'):
-      raise UserError(f'--generator must be one of auto, ema, raw, both; got {which!r}')
+    which = self.options.generator  # checked by Options
     kinds = ['ema', 'raw'] if which == 'both' and state.g_ema else [
         'auto' if which == 'both' else which]
     rows = []

@@ -30,7 +30,7 @@ PAD = 2  # 28x28 data is zero-padded to 32x32 (translation_data.pad_to)
 
 
 def is_translation(config: ml_collections.ConfigDict) -> bool:
-  return config.model in tasks.TRANSLATORS
+  return tasks.kind(config) == tasks.TranslationTask.kind
 
 
 def ssim(x_NHWC: np.ndarray, y_NHWC: np.ndarray, data_range: float = 1.0) -> np.ndarray:
