@@ -1,6 +1,6 @@
 """Learning checks of the image-to-image GANs on real Fashion-MNIST (slow; opt-in with
 `make test-learning`: 2.4 minutes together on the 2-core CPU, out of CI to keep CI's run
-near 35 minutes; tests/test_translation.py still trains both recipes end to end in CI).
+under 40 minutes; tests/test_translation.py still trains both recipes end to end in CI).
 
 Budgets measured on the 2-core CI-class CPU (load ~3.5): pix2pix 150 steps of 64 (~2 min):
 held-out L1 0.118 against 0.204 (identity) and 0.222 (blank); CycleGAN 300 steps of 8
