@@ -52,6 +52,7 @@ FAST_PIPELINE = {'gan_mlp', 'cgan_mlp_concat', 'cgan_mlp_embed'}
 #   cdcgan       agreement 0.10 -> 0.75 at 300 steps (3.6 min)
 #   wgan_gp      FID 117.6 -> 39.9 at 100 steps (0.34x, 4.7 min)
 #   acgan        agreement 0.10 -> 0.82 at 1000 steps (21 min)
+#                re-run 2026-12-03 with sampled fake classes (the recipe now): 0.80
 #   acgan_fake_class  agreement 0.10 -> 0.94 at 1000 steps (21 min)
 #   dcgan (64x64, batch 32)  FID 134.0 -> 47.1 at 100 steps (0.35x, 6.7 min; 25 steps: 0.82x);
 #                re-run 2026-12-02: 56.5 (0.42x; cause of the difference not looked into)
