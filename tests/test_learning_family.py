@@ -58,6 +58,7 @@ FAST_PIPELINE = {'gan_mlp', 'cgan_mlp_concat', 'cgan_mlp_embed'}
 #                re-run 2026-12-02: 56.5 (0.42x; cause of the difference not looked into)
 #   cwgan_gp     agreement 0.10 -> 0.30 at 150 steps (7.5 min): budget raised to 400
 #                agreement 0.10 -> 0.74 at 400 steps (29.5 min)
+#                re-run 2026-12-03 with the HWC LayerNorm critic (the recipe now): 0.746
 
 
 @pytest.fixture(scope='module')
