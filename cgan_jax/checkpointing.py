@@ -128,8 +128,8 @@ class Checkpointer:
     # EMA) lacks its key. Empty subtrees hold no arrays: those the checkpoint lacks are left
     # out of the read and put back empty.
     saved = self._saved_keys(step)
-    absent = {k for k, v in target.items()
-              if isinstance(v, dict) and not v and saved is not None and k not in saved}
+    absent = set() if saved is None else {
+        k for k, v in target.items() if isinstance(v, dict) and not v and k not in saved}
     faults.silence_aborted_reads()  # a failed read is reported in one line, not 60 per array
     try:
       restored = self._restore(step, {k: v for k, v in target.items() if k not in absent})

@@ -8,8 +8,8 @@ The trainer, eval.py, generate.py and the benchmarks only use `build`, `kind` an
 methods of `Task`; choosing between kinds is this registry lookup, not a branch elsewhere.
 
 A forked train step: copy cgan_jax/steps.py's `train_step` (or wrap it) into a module of your
-own and name it in the config, `--config.train_step=my_steps:train_step`; nothing shared is
-edited (see `resolve_train_step`).
+own and name it in your config file, `config.train_step = 'my_steps:train_step'`; nothing
+shared is edited (see `resolve_train_step`).
 """
 
 import functools
