@@ -155,7 +155,9 @@ def _torch_runners(config, images, labels) -> dict[str, Callable]:
   """{'torch/eager': run, 'torch/compile': run} as asked by --torch, where a peer exists."""
   modes = [m for m in _TORCH.value if m != 'off']
   modes = ['eager' if m == 'auto' else m for m in modes]
-  if (not modes or config.model not in ('infogan_cgan', 'mlp_cgan_concat')
+  from cgan_jax import models
+  model = models.label(config)
+  if (not modes or model not in ('infogan_cgan', 'mlp_cgan_concat')
       or config.get('n_critic', 1) != 1 or config.get('g_steps', 1) != 1):  # the peers' recipes
     return {}
   try:
@@ -167,9 +169,14 @@ def _torch_runners(config, images, labels) -> dict[str, Callable]:
   runners = {}
   for mode in dict.fromkeys(modes):
     trainer = torch_cgan.Trainer(images[..., 0], labels, config.batch_size, config.seed,
-                                 model=config.model, device=device, compile=mode == 'compile')
+                                 model=model, device=device, compile=mode == 'compile')
     runners[f'torch/{mode}'] = trainer.time_steps
   return runners
+
+
+def _model_label(config) -> str:
+  from cgan_jax import models
+  return models.label(config)
 
 
 def _device_memory() -> int | None:
@@ -233,8 +240,9 @@ def main(argv):
     ref = times.get(f"torch/eager float32 b{row['batch_size']}")
     row['vs_torch'] = (float(np.median(ref)) / row['s_per_step']) if ref else None
   result = dict(
-      config={k: config[k] for k in ('model', 'dataset', 'batch_size', 'steps_per_dispatch',
-                                     'num_devices')},
+      config={'model': _model_label(config),
+              **{k: config[k] for k in ('dataset', 'batch_size', 'steps_per_dispatch',
+                                        'num_devices')}},
       machine=dict(cpu=results_report.cpu_model(), cores=os.cpu_count(),
                    device=jax.devices()[0].device_kind, num_devices=jax.device_count(),
                    jax=jax.__version__, torch=_torch_version(),

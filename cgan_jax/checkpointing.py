@@ -18,6 +18,7 @@ from absl import logging
 from etils import epath
 
 from cgan_jax import checkpoint_faults as faults
+from cgan_jax import models
 from cgan_jax.errors import CheckpointDamaged, CheckpointWriteError, UserError
 from cgan_jax.state import GANState
 
@@ -114,13 +115,17 @@ class Checkpointer:
 
   def _read_meta(self, step: int) -> dict[str, Any]:
     try:
-      return self._manager.restore(step, args=ocp.args.Composite(
+      meta = self._manager.restore(step, args=ocp.args.Composite(
           meta=ocp.args.JsonRestore()))['meta']
     except Exception as e:  # orbax raises many kinds; the user needs the path
       if faults.is_damage(e):
         raise self._damage(step, 'meta', e) from e
       raise UserError(f'cannot read checkpoint metadata at {self.path(step)}: '
                       f'{faults.root_cause(e)}') from e
+    if isinstance(meta.get('config'), dict):
+      # Written before models took options (config.model a registry name): today's form.
+      meta['config'] = models.upgrade(meta['config'])
+    return meta
 
   def _read_state(self, template: GANState, step: int) -> GANState:
     target = flax.serialization.to_state_dict(template)

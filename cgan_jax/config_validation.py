@@ -2,7 +2,7 @@
 
 `validate(config)` raises one UserError naming every bad field ("log_every_steps must be an
 integer >= 1, got 0; ..."), so a typo costs seconds, not a crash an hour into a run. Names
-(model, dataset, loss, optimizer) are resolved right after by `tasks.build`, which lists the
+(dataset, loss, optimizer) are resolved right after by `tasks.build`, which lists the
 known ones. Fields this module does not know (a fork's own) are logged, not refused.
 """
 
@@ -66,7 +66,8 @@ NON_NEGATIVE = real(0.0)
 UNIT = real(0.0, 1.0, open_high=True)  # Adam betas, decays, momentum, dropout: [0, 1)
 
 FIELDS: dict[str, Check] = {
-    'model': TEXT, 'dataset': TEXT, 'loss': TEXT,
+    'model': lambda v: None,  # a group: checked by cgan_jax.models.problems
+    'dataset': TEXT, 'loss': TEXT,
     'num_train_examples': integer(0, note=' (0: the whole split)'),
     'z_dim': integer(1),
     'batch_size': integer(1),
@@ -89,8 +90,8 @@ FIELDS: dict[str, Check] = {
     'profile_steps': integer(0, note=' (0: off)'),
 }
 
-# Fields a recipe may set and others leave out (absent: cgan_jax.state.SCHEDULE_DEFAULTS and
-# cgan_jax.models.MODEL_OPTIONS, the classic step and the models as first written).
+# Fields a recipe may set and others leave out (absent: cgan_jax.state.SCHEDULE_DEFAULTS, the
+# classic step). The model's options are in config.model (cgan_jax.models.FAMILIES).
 OPTIONAL_FIELDS: dict[str, Check] = {
     'sample_fake_labels': FLAG, 'fresh_g_inputs': FLAG, 'split_d_step': FLAG,
     'simultaneous_updates': FLAG,
@@ -98,10 +99,6 @@ OPTIONAL_FIELDS: dict[str, Check] = {
     'critic_warmup_first': integer(0), 'critic_warmup_every': integer(0, note=' (0: never)'),
     'lr_decay_rate': real(0.0, 1.0, open_low=True),
     'lr_decay_every_steps': integer(1),
-    'critic_layer_norm': one_of('channels', 'hwc'),
-    'g_activation': one_of('relu', 'leaky_relu'),
-    'g_output_batch_norm': FLAG,
-    'g_width': integer(1), 'd_width': integer(1),
     'ema_decay': UNIT, 'ema_start_step': integer(0),
     'diffaugment': TEXT,
     'train_step': TEXT,  # a forked step, 'module:function' (tasks.resolve_train_step)
@@ -166,6 +163,9 @@ def _cross_field(config: ml_collections.ConfigDict) -> list[str]:
 def problems(config: ml_collections.ConfigDict) -> list[str]:
   """Everything wrong with `config`, one phrase per bad field (empty: all valid)."""
   found = _check_group(config, {**FIELDS, **OPTIONAL_FIELDS}, '', required=tuple(FIELDS))
+  if 'model' in config:
+    from cgan_jax import models  # the registry knows each family's options
+    found += models.problems(config.model)
   for name in ('g_optimizer', 'd_optimizer'):
     if name in config:
       found += _check_group(config[name], OPTIMIZER_FIELDS, f'{name}.',

@@ -39,6 +39,9 @@ class DatasetInfo:
   splits: Mapping[str, int] = dataclasses.field(
       default_factory=lambda: {'train': 60000, 'test': 10000}, hash=False)
   class_names: tuple[str, ...] = tuple(str(k) for k in range(10))
+  # The files read from a local folder: 'idx' (MNIST's four IDX files) or 'cifar_bin' (the
+  # "binary version" of CIFAR-10: data_batch_1..5.bin and test_batch.bin).
+  file_format: str = 'idx'
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -47,7 +50,18 @@ DATASETS: dict[str, DatasetInfo] = {
         class_names=('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt',
                      'Sneaker', 'Bag', 'Ankle boot')),
     'mnist': DatasetInfo('mnist'),
+    # Krizhevsky 2009; TFDS 'cifar10'. The standard conditional benchmark (32x32x3).
+    'cifar10': DatasetInfo(
+        'cifar10', image_shape=(32, 32, 3), splits={'train': 50000, 'test': 10000},
+        class_names=('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse',
+                     'ship', 'truck'), file_format='cifar_bin'),
 }
+# CIFAR-10's binary version: records of 1 label byte + 3072 pixel bytes (1024 R, then G, B;
+# rows of 32), 10,000 records a file.
+_CIFAR_FILES = {'train': tuple(f'data_batch_{i}.bin' for i in range(1, 6)),
+                'test': ('test_batch.bin',)}
+_CIFAR_SUBDIR = 'cifar-10-batches-bin'  # the folder the official archive unpacks to
+_CIFAR_RECORD = 1 + 32 * 32 * 3
 
 
 def class_index(info: DatasetInfo, value) -> int:
@@ -145,6 +159,46 @@ def make_synthetic_idx(directory: PathLike, images: np.ndarray,
   return paths[0], paths[1]
 
 
+def read_cifar_bin(paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
+  """CIFAR-10 binary files -> images (N, 32, 32, 3) uint8, labels (N,) uint8."""
+  records = []
+  for path in paths:
+    try:
+      with open(path, 'rb') as f:
+        data = f.read()
+    except OSError as e:
+      raise DataError(f'CIFAR-10 file {path}: cannot read file ({e.strerror or e}).') from e
+    if not data or len(data) % _CIFAR_RECORD:
+      raise DataError(f'CIFAR-10 file {path}: {len(data)} bytes is not a whole number of '
+                      f'{_CIFAR_RECORD}-byte records (1 label byte + 32x32x3 pixels).')
+    records.append(np.frombuffer(data, np.uint8).reshape(-1, _CIFAR_RECORD))
+  rows = np.concatenate(records)
+  images = rows[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+  return np.ascontiguousarray(images), rows[:, 0].copy()
+
+
+def write_cifar_bin(directory: PathLike, images: np.ndarray, labels: np.ndarray,
+                    split: str = 'train') -> list[str]:
+  """Writes images (N, 32, 32, 3) uint8 and labels as CIFAR-10 binary files (train: spread
+  over the five data_batch files); returns their paths. For generated test data."""
+  images, labels = np.asarray(images), np.asarray(labels)
+  if images.shape[1:] != (32, 32, 3) or labels.shape != (len(images),):
+    raise DataError(f'write_cifar_bin needs images (N, 32, 32, 3) and labels (N,), got '
+                    f'{images.shape} and {labels.shape}.')
+  rows = np.concatenate([labels.astype(np.uint8)[:, None],
+                         images.astype(np.uint8).transpose(0, 3, 1, 2).reshape(len(images), -1)],
+                        axis=1)
+  os.makedirs(directory, exist_ok=True)
+  names = _CIFAR_FILES[split]
+  paths = []
+  for name, part in zip(names, np.array_split(rows, len(names))):
+    path = os.path.join(os.fspath(directory), name)
+    with open(path, 'wb') as f:
+      f.write(part.tobytes())
+    paths.append(path)
+  return paths
+
+
 def _validated(info: DatasetInfo, images: np.ndarray, labels: np.ndarray,
                where: str) -> tuple[np.ndarray, np.ndarray]:
   """Checks shapes/labels, returns read-only (N,H,W,C) uint8 and (N,) int32."""
@@ -165,6 +219,18 @@ def _validated(info: DatasetInfo, images: np.ndarray, labels: np.ndarray,
   for arr in (images, labels):
     arr.flags.writeable = False  # Shared through the in-process cache.
   return images, labels
+
+
+def _cifar_files(directory: str, split: str) -> tuple[Optional[list[str]], str]:
+  """Finds the split's CIFAR-10 binary files in a directory (or its cifar-10-batches-bin/)."""
+  if not os.path.isdir(directory):
+    return None, 'directory does not exist'
+  for folder in (directory, os.path.join(directory, _CIFAR_SUBDIR)):
+    paths = [os.path.join(folder, n) for n in _CIFAR_FILES[split]]
+    if all(os.path.isfile(p) for p in paths):
+      return paths, ''
+  missing = [n for n in _CIFAR_FILES[split] if not os.path.isfile(os.path.join(directory, n))]
+  return None, f'missing {", ".join(missing)} (here or in {_CIFAR_SUBDIR}/)'
 
 
 def _idx_files(directory: str, split: str) -> tuple[Optional[list[str]], str]:
@@ -213,14 +279,18 @@ def _load_cached(name: str, split: str, data_dir: Optional[str],
   info, tried = DATASETS[name], []
   if data_dir and (out := _try_tfds(info, split, data_dir, False, tried)):
     return out
+  cifar = info.file_format == 'cifar_bin'
+  what = 'CIFAR-10 binary files' if cifar else 'IDX files'
   if not env_dir:
-    tried.append(f'IDX files in ${ENV_DATA_DIR}: variable not set')
+    tried.append(f'{what} in ${ENV_DATA_DIR}: variable not set')
   dirs = [d for d in (data_dir, env_dir, *info.idx_dirs) if d]
   for directory in dict.fromkeys(dirs):  # Ordered de-duplication.
-    files, why = _idx_files(directory, split)
+    files, why = (_cifar_files if cifar else _idx_files)(directory, split)
     if files is None:
-      tried.append(f'IDX files in {directory}: {why}')
+      tried.append(f'{what} in {directory}: {why}')
       continue
+    if cifar:
+      return _validated(info, *read_cifar_bin(files), f'{what} in {os.path.dirname(files[0])}')
     images, labels = read_idx(files[0]), read_idx(files[1])
     return _validated(info, images, labels, f'IDX files {files[0]}, {files[1]}')
   if allow_download:
@@ -228,9 +298,11 @@ def _load_cached(name: str, split: str, data_dir: Optional[str],
       return out
   else:
     tried.append('TFDS download: not allowed (allow_download=False)')
-  hints = [f'set ${ENV_DATA_DIR} or --config.data_dir to a directory holding '
-           'train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, '
-           't10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz',
+  holding = ('the CIFAR-10 binary version (cifar-10-batches-bin/: data_batch_1.bin .. '
+             'data_batch_5.bin, test_batch.bin)' if cifar else
+             'train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, '
+             't10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz')
+  hints = [f'set ${ENV_DATA_DIR} or --config.data_dir to a directory holding {holding}',
            'or allow downloading (--config.allow_download=true) on a machine with '
            'network access']
   if name == 'fashion_mnist':
@@ -242,7 +314,7 @@ def _load_cached(name: str, split: str, data_dir: Optional[str],
 
 def load_split(name: str, split: str, data_dir: Optional[PathLike] = None,
                allow_download: bool = False) -> tuple[np.ndarray, np.ndarray]:
-  """Returns read-only (images uint8 (N,28,28,1), labels int32 (N,))."""
+  """Returns read-only (images uint8 (N, H, W, C), labels int32 (N,))."""
   info = DATASETS[canonical_name(name)]
   if split not in info.splits:
     raise DataError(f'Unknown split {split!r} for {info.name}; known splits: '

@@ -17,10 +17,11 @@ def load(workdir: str, step: int | None = None) -> tuple[state_lib.GAN, state_li
   from cgan_jax import tasks
   if tasks.kind(config) != tasks.GanTask.kind:
     from cgan_jax.errors import UserError
-    raise UserError(f'{workdir} holds a {config.model} run, which translates images rather than '
+    raise UserError(f'{workdir} holds a {config.model.name} run, which translates images rather than '
                     'drawing them from noise: see its samples/ grids, and score it with eval.py')
   info = input_pipeline.DATASETS[input_pipeline.canonical_name(config.dataset)]
-  gan = state_lib.build_gan(config, info.num_classes, axis_name=None)
+  gan = state_lib.build_gan(config, info.num_classes, axis_name=None,
+                            image_shape=info.image_shape)
   template = state_lib.abstract_state(gan, info.image_shape,
                                       jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))
   return gan, ckpt.restore_state(template, step)

@@ -129,9 +129,10 @@ def _optimizer(cfg: ml_collections.ConfigDict, config: ml_collections.ConfigDict
 
 
 def build_gan(config: ml_collections.ConfigDict, num_classes: int,
-              axis_name: str | None) -> GAN:
-  """Resolves the config's model, loss, optimizers and update schedule into a `GAN`."""
-  parts = models.build(config, num_classes, axis_name)
+              axis_name: str | None, image_shape: tuple[int, int, int] = (28, 28, 1)) -> GAN:
+  """Resolves the config's model (for the dataset's `image_shape`), loss, optimizers and
+  update schedule into a `GAN`."""
+  parts = models.build(config, num_classes, axis_name, image_shape)
   if config.loss not in losses.LOSSES:
     raise UserError(f'unknown loss {config.loss!r}; known: {", ".join(sorted(losses.LOSSES))}')
   for field in ('n_critic', 'g_steps'):

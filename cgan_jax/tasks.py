@@ -2,7 +2,7 @@
 
 Every kind of model is a `Task` (the typed interface below); two kinds share one trainer, one
 checkpoint format and one logging path:
-  GanTask          noise -> image GANs (cgan_jax.models.MODELS; steps.train_step)
+  GanTask          noise -> image GANs (cgan_jax.models.FAMILIES; steps.train_step)
   TranslationTask  image -> image GANs (TRANSLATORS below; translation_steps)
 The trainer, eval.py, generate.py and the benchmarks only use `build`, `kind` and the
 methods of `Task`; choosing between kinds is this registry lookup, not a branch elsewhere.
@@ -106,7 +106,8 @@ class GanTask:
     del steps_per_epoch  # these recipes have no schedule over training
     self.config = config
     self.info = input_pipeline.DATASETS[input_pipeline.canonical_name(config.dataset)]
-    self.gan = state_lib.build_gan(config, self.info.num_classes, axis_name)
+    self.gan = state_lib.build_gan(config, self.info.num_classes, axis_name,
+                                   self.info.image_shape)
     self.micro_steps = self.gan.d_steps  # minibatches per step: one per critic update
     self.train_step = resolve_train_step(config.get('train_step', ''), steps.train_step)
 
@@ -186,13 +187,13 @@ class TranslationTask:
                steps_per_epoch: int = 1):
     self.config = config
     t = config.translation
-    builder, two_way = TRANSLATORS[config.model]
+    builder, two_way = TRANSLATORS[config.model.name]
     if config.get('train_step'):
       raise UserError('train_step (a forked step) is implemented for the noise-to-image GANs '
-                      f'only; {config.model} trains with translation_steps.Translator')
+                      f'only; {config.model.name} trains with translation_steps.Translator')
     if config.get('dtype', 'float32') != 'float32':
       raise UserError(f'dtype={config.dtype} is implemented for the noise-to-image GANs only; '
-                      f'{config.model} trains in float32 (--config.dtype=float32)')
+                      f'{config.model.name} trains in float32 (--config.dtype=float32)')
     if config.loss not in losses.LOSSES:
       raise UserError(f'unknown loss {config.loss!r}; known: {", ".join(sorted(losses.LOSSES))}')
     if t.image_size < 8 or t.image_size & (t.image_size - 1):
@@ -262,12 +263,8 @@ class TranslationTask:
 
 def kind(config: ml_collections.ConfigDict) -> str:
   """'gan' or 'translation': the kind of Task config.model builds (UserError if unknown)."""
-  if config.model in TRANSLATORS:
-    return TranslationTask.kind
-  if config.model in models.MODELS:
-    return GanTask.kind
-  known = sorted([*models.MODELS, *TRANSLATORS])
-  raise UserError(f'unknown model {config.model!r}; known models: {", ".join(known)}')
+  name = models.family(config)  # an invalid model group: UserError naming what is wrong
+  return TranslationTask.kind if name in TRANSLATORS else GanTask.kind
 
 
 def build(config: ml_collections.ConfigDict, axis_name: Optional[str] = steps.AXIS,
@@ -275,7 +272,7 @@ def build(config: ml_collections.ConfigDict, axis_name: Optional[str] = steps.AX
   """The task of config.model; steps_per_epoch sizes schedules over the whole training."""
   if kind(config) == TranslationTask.kind:
     if 'translation' not in config:
-      raise UserError(f'model {config.model!r} needs a translation config: start from '
-                      f'configs/{config.model}.py')
+      raise UserError(f'model {config.model.name!r} needs a translation config: start from '
+                      f'configs/{config.model.name}.py')
     return TranslationTask(config, axis_name, steps_per_epoch)
   return GanTask(config, axis_name, steps_per_epoch)

@@ -23,7 +23,7 @@ from configs import default
 def get_config(dataset: str = 'fashion_mnist'):
   config = default.get_config()
   config.dataset = dataset
-  config.model = 'acgan'
+  config.model = default.model('acgan')
   config.z_dim = 100
   config.num_epochs = 20
   config.g_optimizer = default.optimizer(name='adam', learning_rate=0.0002, b1=0.5, b2=0.999)

@@ -18,6 +18,6 @@ from configs import acgan
 
 def get_config(dataset: str = 'fashion_mnist'):
   config = acgan.get_config(dataset)
-  config.model = 'acgan_fake_class'
+  config.model.fake_class = True
   config.split_d_step = True  # real batch, then fake batch: two D updates per step
   return config

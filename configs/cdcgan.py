@@ -23,7 +23,7 @@ from configs import default
 def get_config(dataset: str = 'fashion_mnist'):
   config = default.get_config()
   config.dataset = dataset
-  config.model = 'cdcgan'
+  config.model = default.model('dcgan', conditioning='concat')
   config.z_dim = 100
   config.batch_size = 100
   config.num_epochs = 30

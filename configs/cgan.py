@@ -14,5 +14,5 @@ from configs import default
 def get_config(dataset: str = 'fashion_mnist'):
   config = default.get_config()
   config.dataset = dataset
-  config.model = 'infogan_cgan'
+  config.model = default.model('infogan', conditioning='concat')
   return config

@@ -14,7 +14,7 @@ from configs import default
 def get_config(dataset: str = 'fashion_mnist'):
   config = default.get_config()
   config.dataset = dataset
-  config.model = 'mlp_cgan_concat'
+  config.model = default.model('mlp', conditioning='concat')
   config.z_dim = 100
   config.num_epochs = 20
   config.g_optimizer = default.optimizer(name='adam', learning_rate=0.001, b1=0.9, b2=0.999)

@@ -6,7 +6,7 @@ batch 256; 100 epochs. One forward pass per batch gives both losses and both net
 before D's update, from the same D(G(z)) as D's loss).
 
 Departure: the seed's Keras G ends Dense(784, tanh) -> BatchNormalization; we drop that last
-BN (it is `g_output_batch_norm`, off). Measured on real Fashion-MNIST at the learning
+BN (it is `model.g_output_batch_norm`, off). Measured on real Fashion-MNIST at the learning
 check's budget (9 epochs, 2,106 steps of 256, seed 0; eval.py, 10,000 samples, 2026-12-02):
   alternating, no output BN (before issue 17)   FID 23.1, cond. acc 62.7 %
   simultaneous, no output BN (this recipe)      FID 25.1, cond. acc 64.5 %
@@ -26,12 +26,12 @@ from configs import default
 def get_config(dataset: str = 'fashion_mnist'):
   config = default.get_config()
   config.dataset = dataset
-  config.model = 'mlp_cgan_embed'
+  config.model = default.model('mlp', conditioning='embed')
   config.z_dim = 100
   config.batch_size = 256
   config.num_epochs = 100
   config.g_optimizer = default.optimizer(name='adam', learning_rate=0.0001, b1=0.9, b2=0.999)
   config.d_optimizer = default.optimizer(name='adam', learning_rate=0.0001, b1=0.9, b2=0.999)
-  config.g_output_batch_norm = False  # the seed's BN after G's tanh: see the docstring
+  config.model.g_output_batch_norm = False  # the seed's BN after G's tanh: see the docstring
   config.simultaneous_updates = True  # both losses from one forward pass, both nets step
   return config

@@ -1,5 +1,5 @@
 """Conditional WGAN-GP: the conditional DCGAN nets (labels concatenated to z and as label maps
-to the critic) with a LayerNorm critic over (H, W, C) (wgan_gp.py's `critic_layer_norm`);
+to the critic) with a LayerNorm critic over (H, W, C) (wgan_gp.py's `model.layer_norm_axes`);
 otherwise as wgan_gp.py (λ = 10, Adam(1e-4, 0.5, 0.9), n_critic = 5, batch 64).
 
   python train.py --config=configs/cwgan_gp.py --workdir=runs/cwgan_gp
@@ -13,5 +13,5 @@ from configs import wgan_gp
 
 def get_config(dataset: str = 'fashion_mnist'):
   config = wgan_gp.get_config(dataset)
-  config.model = 'cdcgan_ln'  # labels into G and, as label maps, into the critic
+  config.model.conditioning = 'concat'  # labels into G and, as label maps, into the critic
   return config

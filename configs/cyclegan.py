@@ -22,7 +22,7 @@ from configs.pix2pix import translation_defaults
 
 def get_config(dataset: str = 'fashion_mnist'):
   config = default.get_config()
-  config.model = 'cyclegan'
+  config.model = default.model('cyclegan')
   config.loss = 'least_squares'
   config.g_optimizer = default.optimizer('adam', 2e-4, b1=0.5, b2=0.999)
   config.d_optimizer = default.optimizer('adam', 2e-4, b1=0.5, b2=0.999)

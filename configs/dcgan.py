@@ -6,7 +6,7 @@ real images resized 28 -> 64; Adam 2e-4, beta1 0.5; batch 64; G trained twice pe
 Departure: G keeps ReLU (Radford et al.'s DCGAN generator) although seed 003's tip says
 LeakyReLU works better ("使用lrelu效果会更好"): the tip gives no figure, and a 64×64 comparison
 is not affordable on the CPU this was written on (unmeasured). Seed 003's choice is one
-override: --config.g_activation=leaky_relu (LeakyReLU 0.2 in every G layer but the output).
+override: --config.model.g_activation=leaky_relu (LeakyReLU 0.2 in every G layer but the output).
 
   python train.py --config=configs/dcgan.py --workdir=runs/dcgan
   python train.py --config=configs/dcgan.py:mnist --workdir=runs/dcgan_mnist
@@ -20,12 +20,12 @@ from configs import default
 def get_config(dataset: str = 'fashion_mnist'):
   config = default.get_config()
   config.dataset = dataset
-  config.model = 'dcgan64'
+  config.model = default.model('dcgan', resolution=64)
   config.z_dim = 100
   config.num_epochs = 15
   config.g_steps = 2
   config.fresh_g_inputs = True  # each of G's two updates draws its own z
-  config.g_activation = 'relu'  # seed 003's tip: 'leaky_relu' (see the docstring)
+  config.model.g_activation = 'relu'  # seed 003's tip: 'leaky_relu' (see the docstring)
   config.g_optimizer = default.optimizer(name='adam', learning_rate=0.0002, b1=0.5, b2=0.999)
   config.d_optimizer = default.optimizer(name='adam', learning_rate=0.0002, b1=0.5, b2=0.999)
   return config

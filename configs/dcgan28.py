@@ -14,7 +14,7 @@ from configs import default
 def get_config(dataset: str = 'fashion_mnist'):
   config = default.get_config()
   config.dataset = dataset
-  config.model = 'dcgan28'
+  config.model = default.model('dcgan')
   config.z_dim = 100
   config.num_epochs = 20
   config.g_steps = 2

@@ -11,10 +11,18 @@ def optimizer(name: str, learning_rate: float, **kwargs) -> ml_collections.Confi
   return ml_collections.ConfigDict(dict(name=name, learning_rate=learning_rate, **kwargs))
 
 
+def model(name: str, **options) -> ml_collections.ConfigDict:
+  """A model group: a family of cgan_jax.models.FAMILIES (or 'pix2pix', 'cyclegan') with every
+  option it has, `options` over its defaults; each is overridable on the command line
+  (--config.model.norm=layer)."""
+  from cgan_jax import models  # the registry holds the options and their defaults
+  return models.model_config(name, **options)
+
+
 def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   # What is trained (all of these must match to resume a workdir).
-  c.model = 'infogan_cgan'          # a key of cgan_jax.models.MODELS
+  c.model = model('infogan', conditioning='concat')  # cgan_jax.models.FAMILIES
   c.dataset = 'fashion_mnist'       # 'fashion_mnist' | 'mnist' (TFDS names)
   c.num_train_examples = 0          # 0: the whole train split; N: its first N examples
   c.z_dim = 62

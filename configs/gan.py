@@ -12,5 +12,5 @@ from configs import cgan
 
 def get_config(dataset: str = 'fashion_mnist'):
   config = cgan.get_config(dataset)
-  config.model = 'infogan_gan'
+  config.model.conditioning = 'none'
   return config

@@ -13,7 +13,7 @@ from configs import default
 def get_config(dataset: str = 'fashion_mnist'):
   config = default.get_config()
   config.dataset = dataset
-  config.model = 'mlp_gan'
+  config.model = default.model('mlp')
   config.z_dim = 100
   config.num_epochs = 25
   config.g_optimizer = default.optimizer(name='adam', learning_rate=0.0002, b1=0.5, b2=0.999)

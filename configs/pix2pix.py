@@ -41,7 +41,7 @@ def translation_defaults(task: str) -> ml_collections.ConfigDict:
 
 def get_config(dataset: str = 'fashion_mnist'):
   config = default.get_config()
-  config.model = 'pix2pix'
+  config.model = default.model('pix2pix')
   config.loss = 'non_saturating'
   config.g_optimizer = default.optimizer('adam', 2e-4, b1=0.5, b2=0.999)
   config.d_optimizer = default.optimizer('adam', 2e-4, b1=0.5, b2=0.999)

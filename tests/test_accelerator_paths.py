@@ -17,7 +17,7 @@ import pytest
 from jax import export
 from jax.sharding import PartitionSpec as P
 
-from cgan_jax import parallel, steps
+from cgan_jax import models, parallel, steps
 from cgan_jax import state as state_lib
 from cgan_jax.models import layers
 from configs import default
@@ -83,7 +83,7 @@ def test_conv_net_lowered_for_gpu_and_tpu_has_no_tap_dots():
 
 def _config(model='infogan_cgan', sgd=False, **overrides):
   c = default.get_config()
-  c.model = model
+  c.model = models.from_legacy_name(model)
   c.update(overrides)
   if sgd:  # parameters move by lr * grad: directly comparable between runs
     c.g_optimizer, c.d_optimizer = dict(SGD), dict(SGD)

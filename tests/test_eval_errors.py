@@ -17,7 +17,7 @@ def gan(tmp_path_factory, fashion_dir, jax_env):
   """The unconditional GAN of the same family: 4 steps of 64 real images."""
   workdir = tmp_path_factory.mktemp('eval_errors') / 'gan'
   proc = run_script('train.py', CONFIG, f'--workdir={workdir}', *TINY, '--config.num_epochs=1',
-                    '--config.model=infogan_gan', env=jax_env)
+                    '--config.model.conditioning=none', env=jax_env)
   assert proc.returncode == 0, proc.stderr[-3000:]
   return str(workdir)
 
@@ -63,6 +63,15 @@ def test_unconditional_run_has_dashes_in_the_conditional_columns(gan, eval_py):
   # 50 real test images per class are too few for a per-class covariance: intra-FID is skipped.
   assert real[-2] == '-' and real[-1].endswith('%')
   assert 'intra-class FID skipped' in proc.stderr
+
+
+def test_checkpoint_from_before_model_options_scores_under_its_old_name(gan, tmp_path, eval_py):
+  """A checkpoint whose config names the model the old way (a registry name, no group)."""
+  old = _edited_copy(gan, tmp_path / 'w', model='infogan_gan')
+  proc = eval_py(f'--workdir={old}', '--num_samples=500')
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  model = [c.strip() for c in proc.stdout.splitlines()[-1].strip('|').split('|')]
+  assert model[:4] == [old, 'infogan_gan', '4', '500']
 
 
 def test_workdir_without_checkpoints(tmp_path, eval_py):

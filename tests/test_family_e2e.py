@@ -48,13 +48,13 @@ def test_mnist_config_argument_trains_on_mnist_files(tmp_path, jax_env):
   assert _checkpoint_steps(workdir) == [4]
   from cgan_jax import checkpointing
   meta = checkpointing.Checkpointer(str(workdir), read_only=True).restore_meta(4)
-  assert meta['config']['dataset'] == 'mnist' and meta['config']['model'] == 'acgan'
+  assert meta['config']['dataset'] == 'mnist' and meta['config']['model']['name'] == 'acgan'
   assert os.path.exists(workdir / 'samples' / 'epoch_0001.png')
 
 
 def test_unknown_dataset_argument_is_one_clear_error(tmp_path):
-  proc = run_script('train.py', '--config=configs/wgan_gp.py:cifar10',
+  proc = run_script('train.py', '--config=configs/wgan_gp.py:stl10',
                     f'--workdir={tmp_path / "w"}')
   assert proc.returncode != 0
   errors = [l for l in proc.stderr.splitlines() if l.startswith('error: ')]
-  assert len(errors) == 1 and 'cifar10' in errors[0], proc.stderr[-2000:]
+  assert len(errors) == 1 and 'stl10' in errors[0], proc.stderr[-2000:]

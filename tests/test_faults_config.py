@@ -1,6 +1,7 @@
 """Every config field is checked up front (cgan_jax/config_validation.py), in-process."""
 
 import glob
+import json
 import importlib
 import os
 
@@ -102,3 +103,24 @@ def test_a_field_of_a_fork_is_logged_not_refused():
   c = cgan.get_config()
   c.my_new_field = 3
   assert config_validation.problems(c) == []
+
+
+# Every recipe's config as written before models took options (config.model a registry name,
+# model options at the top level): dumped from the recipes at 56ccd0b's successor, 2026-12-03.
+with open(os.path.join(ROOT, 'tests', 'data', 'configs_before_model_options.json')) as _f:
+  LEGACY = json.load(_f)
+
+
+@pytest.mark.parametrize('recipe', sorted(LEGACY))
+def test_a_config_from_before_model_options_upgrades_to_the_recipe_today(recipe):
+  from cgan_jax import models
+  old = LEGACY[recipe]
+  assert isinstance(old['model'], str)
+  today = importlib.import_module(f'configs.{recipe}').get_config()
+  # Equal, so a checkpoint written then resumes under today's recipe (trainer.check_same_run).
+  assert models.upgrade(old) == today.to_dict()
+  assert models.label(models.upgrade(old)['model']) == old['model']
+
+
+def test_the_legacy_dump_covers_every_recipe():
+  assert set(LEGACY) == set(_recipes()) - {'default'}

@@ -2,6 +2,7 @@
 penalty, n_critic, G steps, the ACGAN auxiliary loss."""
 
 import dataclasses
+import re
 
 import jax
 import jax.numpy as jnp
@@ -27,14 +28,74 @@ EXPECTED = {
 
 
 def test_every_registered_model_is_covered():
-  assert set(models.MODELS) == set(EXPECTED)
+  gans = {n for n, (family, _) in models.LEGACY_NAMES.items() if family in models.FAMILIES}
+  assert gans == set(EXPECTED)
+  assert {models.LEGACY_NAMES[n][0] for n in EXPECTED} == set(models.FAMILIES)
+  from cgan_jax import tasks
+  assert set(tasks.TRANSLATORS) == set(models.TRANSLATION_FAMILIES)
 
 
-def _config(**overrides):
+def _config(model='infogan_cgan', **overrides):
   c = default.get_config()
   c.z_dim = 100
+  c.model = models.from_legacy_name(model)  # the registry names before models took options
   c.update(overrides)
   return c
+
+
+@pytest.mark.parametrize('name', sorted(models.LEGACY_NAMES))
+def test_old_names_are_the_display_labels(name):
+  assert models.label(models.from_legacy_name(name)) == name
+  assert models.label({'model': name}) == name  # an old config, before upgrading
+
+
+@pytest.mark.parametrize('model,needle', [
+    (dict(name='dcgan', resolution=64, conditioning='concat'),
+     "model.conditioning must be 'none' at model.resolution=64"),
+    (dict(name='dcgan', g_activation='leaky_relu'), 'model.g_activation applies to'),
+    (dict(name='dcgan', layer_norm_axes='hwc'), 'model.layer_norm_axes applies to model.norm'),
+    (dict(name='dcgan', resolution=32), 'model.resolution must be one of 28, 64, got 32'),
+    (dict(name='mlp', conditioning='concat', g_output_batch_norm=True),
+     'model.g_output_batch_norm applies to model.conditioning=embed'),
+    (dict(name='sngan', g_width=0), 'model.g_width must be a positive integer'),
+    (dict(name='acgan', norm='layer'), "model 'acgan' has no option 'norm'"),
+    (dict(name='stylegan9'), "unknown model family 'stylegan9'"),
+    (dict(name='pix2pix', norm='batch'), 'its options are in config.translation'),
+    ('cdcgan_ln', "that model is now {'conditioning': 'concat'"),
+    ('stylegan9', "unknown model 'stylegan9'"),
+])
+def test_bad_model_groups_are_refused_with_the_option_named(model, needle):
+  from cgan_jax import config_validation
+  from cgan_jax.errors import UserError
+  import ml_collections
+  values = default.get_config().to_dict()
+  values['model'] = model  # as a config file could set it
+  config = ml_collections.ConfigDict(values)
+  with pytest.raises(UserError, match=re.escape(needle)):
+    config_validation.validate(config)
+  with pytest.raises(UserError, match=re.escape(needle)):
+    models.build(config, NUM_CLASSES, None)
+
+
+def test_model_config_refuses_an_option_of_another_family():
+  from cgan_jax.errors import UserError
+  with pytest.raises(UserError, match="model 'infogan' has no option fake_class"):
+    default.model('infogan', fake_class=True)
+
+
+def test_projection_discriminator_without_spectral_norm_is_the_same_net_unnormalised():
+  on = state_lib.build_gan(_config('sngan_projection'), NUM_CLASSES, None)
+  config = _config('sngan_projection')
+  config.model.spectral_norm = False
+  off = state_lib.build_gan(config, NUM_CLASSES, None)
+  s_on = state_lib.init_state(on, jax.random.PRNGKey(0), (28, 28, 1))
+  s_off = state_lib.init_state(off, jax.random.PRNGKey(0), (28, 28, 1))
+  assert jax.tree.leaves(s_on.d_stats) and not jax.tree.leaves(s_off.d_stats)  # no u, σ
+  sizes = lambda tree: sorted(x.size for x in jax.tree.leaves(tree))
+  assert sizes(s_on.d_params) == sizes(s_off.d_params)
+  x = jnp.zeros((2, 28, 28, 1))
+  out = off.discriminator.apply({'params': s_off.d_params}, x, jnp.arange(2), train=True)
+  assert out.logits.shape == (2,)
 
 
 @pytest.mark.parametrize('name', sorted(EXPECTED))

@@ -210,8 +210,8 @@ def test_nothing_found_fashion_hint(tmp_path, monkeypatch):
 
 
 def test_unknown_name_and_split():
-  with pytest.raises(ip.DataError, match='fashion_mnist, mnist'):
-    ip.load_split('cifar10', 'train')
+  with pytest.raises(ip.DataError, match='cifar10, fashion_mnist, mnist'):
+    ip.load_split('stl10', 'train')
   with pytest.raises(ip.DataError, match='Unknown split'):
     ip.load_split('mnist', 'validation')
   assert ip.canonical_name('fashion-mnist') == 'fashion_mnist'

@@ -112,7 +112,8 @@ def test_conditional_batch_norm_uses_each_class_gamma_and_beta():
 
 def _config(**overrides):
   c = cgan_projection.get_config()
-  c.update(dict(g_width=8, d_width=8, n_critic=2, z_dim=16, batch_size=8, ema_decay=0.9,
+  c.model.update(dict(g_width=8, d_width=8))
+  c.update(dict(n_critic=2, z_dim=16, batch_size=8, ema_decay=0.9,
                 ema_start_step=2, diffaugment='color,translation,cutout'))
   c.update(overrides)
   return c
@@ -279,11 +280,14 @@ def test_checkpoint_without_g_ema_restores(tmp_path):
 
 @pytest.mark.parametrize('field,value,message', [
     ('ema_decay', 1.0, 'ema_decay'), ('diffaugment', 'color,zoom', 'unknown augmentation'),
-    ('g_width', 0, 'g_width')])
+    ('model.g_width', 0, 'model.g_width must be a positive integer'),
+    ('model.conditioning', 'concat', "model.conditioning must be one of 'none', 'projection'")])
 def test_bad_modern_fields_are_refused(field, value, message):
   with pytest.raises(UserError, match=message):
     from cgan_jax import config_validation
-    config = _config(**{field: value})
+    config = _config()
+    group, name = (config.model, field[6:]) if field.startswith('model.') else (config, field)
+    group[name] = value
     config_validation.validate(config)
     state_lib.build_gan(config, K, None)
 

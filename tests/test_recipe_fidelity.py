@@ -21,7 +21,7 @@ from configs import default
 
 def _config(**overrides):
   c = default.get_config()
-  c.model, c.z_dim = 'mlp_cgan_concat', 8
+  c.model, c.z_dim = models.from_legacy_name('mlp_cgan_concat'), 8
   c.g_optimizer = default.optimizer('adam', 1e-3, b1=0.5, b2=0.999)
   c.d_optimizer = default.optimizer('adam', 1e-3, b1=0.5, b2=0.999)
   c.update(overrides)
@@ -333,7 +333,7 @@ def test_mlp_embed_output_batch_norm():
   assert float(jnp.max(jnp.abs(x))) > 1.0
   config = importlib.import_module('configs.cgan_mlp_embed').get_config()
   assert models.build(config, 10, None).generator.output_batch_norm == \
-      config.g_output_batch_norm
+      config.model.g_output_batch_norm
 
 
 def test_g_activation_option():
@@ -341,11 +341,11 @@ def test_g_activation_option():
     h = jnp.array([-1.0, 2.0])
     np.testing.assert_allclose(fn(h), nn.relu(h) if name == 'relu' else nn.leaky_relu(h, 0.2))
   config = importlib.import_module('configs.dcgan').get_config()
-  assert models.build(config, 10, None).generator.activation == config.g_activation
-  config.g_activation = 'leaky_relu'
+  assert models.build(config, 10, None).generator.activation == config.model.g_activation
+  config.model.g_activation = 'leaky_relu'
   assert models.build(config, 10, None).generator.activation == 'leaky_relu'
-  config.g_activation = 'gelu'
-  with pytest.raises(UserError, match='g_activation'):
+  config.model.g_activation = 'gelu'
+  with pytest.raises(UserError, match='model.g_activation must be one of'):
     models.build(config, 10, None)
 
 

@@ -2,7 +2,9 @@
 
 import glob
 import hashlib
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -119,7 +121,7 @@ def test_generate_refuses_a_workdir_without_checkpoints(tmp_path):
   _assert_one_line_error(proc, 'no checkpoints')
 
 
-@pytest.mark.parametrize('override,needle', [('--config.model=infogan_gan', 'model'),
+@pytest.mark.parametrize('override,needle', [('--config.model.conditioning=none', 'model.conditioning'),
                                              ('--config.z_dim=100', 'z_dim'),
                                              ('--config.seed=1', 'seed')])
 def test_refuses_a_checkpoint_of_another_config(trained, override, needle):
@@ -130,9 +132,26 @@ def test_refuses_a_checkpoint_of_another_config(trained, override, needle):
   assert _tree_digest(workdir / 'checkpoints') == before
 
 
+def test_resumes_a_checkpoint_written_before_model_options(trained, tmp_path):
+  """Its config says model='infogan_cgan' (the registry name then): read as today's group,
+  it equals the recipe's config, so the run resumes."""
+  workdir, _ = trained
+  old = tmp_path / 'old'
+  shutil.copytree(workdir, old)
+  path = old / 'checkpoints' / '8' / 'meta' / 'metadata'
+  meta = json.loads(path.read_text())
+  assert meta['config']['model'] == {'name': 'infogan', 'conditioning': 'concat'}
+  meta['config']['model'] = 'infogan_cgan'
+  path.write_text(json.dumps(meta))
+  proc = _train(old, '--config.num_epochs=3')
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert _checkpoint_steps(old)[-1] == 12
+
+
 @pytest.mark.parametrize('override,needle', [
-    ('--config.dataset=cifar10', 'unknown dataset'),
-    ('--config.model=stylegan9', 'unknown model'),
+    ('--config.dataset=stl10', 'unknown dataset'),
+    ('--config.model.name=stylegan9', 'unknown model family'),
+    ('--config.model.norm=group', 'model.norm must be one of'),
     ('--config.loss=hinge2', 'unknown loss'),
 ])
 def test_refuses_unknown_names(tmp_path, override, needle):

@@ -231,7 +231,7 @@ def test_one_device_and_four_devices_give_the_same_step(recipe):
   config = _small(recipe.get_config(), batch_size=8)
   config.g_optimizer = default.optimizer('sgd', 1e-3)
   config.d_optimizer = default.optimizer('sgd', 1e-3)
-  config.translation.pool_size = 3 if config.model == 'cyclegan' else 0
+  config.translation.pool_size = 3 if config.model.name == 'cyclegan' else 0
   config.translation.dropout = 0.0
   pairs = _random_pairs(24)
   results = []

@@ -38,7 +38,8 @@ MIN_TEST_ACCURACY = {'fashion_mnist': 0.91, 'mnist': 0.99}
 
 
 class Classifier(nn.Module):
-  """Images in [0, 1] (B, 28, 28, 1) -> (features (B, 128), logits (B, K)).
+  """Images in [0, 1] (B, H, W, C) -> (features (B, 128), logits (B, K)); 28×28 and 32×32
+  both end at 4×4 after the three stride-2 convs.
 
   The features are the penultimate layer's pre-activations (a ReLU unit dead on all inputs would
   make their covariance singular), divided by a constant fixed after training so that their mean
@@ -103,7 +104,8 @@ def load_asset(dataset: str, assets_dir: str | None = None) -> Asset:
                     f'match the recorded {str(meta.get("sha256"))[:12]}...; restore it '
                     f'(git checkout) or retrain it: {_train_command(dataset)}')
   model = Classifier(num_classes=meta['num_classes'], feature_dim=meta['feature_dim'])
-  template = jax.eval_shape(functools.partial(_init, model))  # shapes only: nothing compiled
+  shape = input_pipeline.DATASETS[dataset].image_shape
+  template = jax.eval_shape(functools.partial(_init, model, shape))  # shapes only: no compile
   misfit = f'classifier asset {weights_path} does not fit the v{VERSION} network'
   try:
     variables = flax.serialization.from_bytes(template, blob)
@@ -129,8 +131,8 @@ def save_asset(variables: Any, meta: dict[str, Any], assets_dir: str | None = No
   return weights_path
 
 
-def _init(model: Classifier) -> Any:
-  return jax.jit(lambda k: model.init(k, jnp.zeros((1, 28, 28, 1)), train=False))(
+def _init(model: Classifier, image_shape: tuple[int, int, int] = (28, 28, 1)) -> Any:
+  return jax.jit(lambda k: model.init(k, jnp.zeros((1, *image_shape)), train=False))(
       jax.random.PRNGKey(0))
 
 
@@ -166,7 +168,7 @@ def train(dataset: str, seed: int = 0, epochs: int = 10, batch_size: int = 128,
   info = input_pipeline.DATASETS[dataset]
   images, labels = input_pipeline.load_split(dataset, 'train', data_dir, allow_download)
   model = Classifier(num_classes=info.num_classes)
-  variables = _init(model)
+  variables = _init(model, info.image_shape)
   steps_per_epoch = len(images) // batch_size
   tx = optax.adam(optax.cosine_decay_schedule(learning_rate, epochs * steps_per_epoch))
   params, stats, constants = variables['params'], variables['batch_stats'], variables['constants']

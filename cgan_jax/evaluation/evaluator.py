@@ -15,7 +15,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from cgan_jax import checkpointing, input_pipeline, sampling, tasks
+from cgan_jax import checkpointing, input_pipeline, models, sampling, tasks
 from cgan_jax import state as state_lib
 from cgan_jax.errors import UserError
 from cgan_jax.evaluation import classifier, features, metrics
@@ -65,9 +65,9 @@ def feature_space(name: str, dataset: str, options: Options) -> features.Feature
     return features.classifier_space(asset, options.batch_size)
   if name == 'inception':
     from cgan_jax.evaluation import inception  # pylint: disable=g-import-not-at-top
-    side = input_pipeline.DATASETS[dataset].image_shape[0]
+    side, _, channels = input_pipeline.DATASETS[dataset].image_shape
     return inception.feature_space(inception.load(options.inception_weights),
-                                   options.inception_batch_size, side)
+                                   options.inception_batch_size, side, channels)
   raise UserError(f'unknown --features {name!r}; known: {", ".join(EXTRACTORS)}')
 
 
@@ -131,7 +131,8 @@ class DatasetEvaluator:
             z_BZ: jax.Array, y_B: jax.Array) -> tuple[jax.Array, jax.Array]:
     """G's images, mapped to [0, 1] at the dataset's size, through the feature network."""
     images = state_lib.generate(gan, g_params, g_stats, z_BZ, y_B)
-    return self.space.apply(variables, features.to_unit_range(images, gan.pixel_range))
+    side = input_pipeline.DATASETS[self.dataset].image_shape[0]
+    return self.space.apply(variables, features.to_unit_range(images, gan.pixel_range, side))
 
   def sample(self, gan: state_lib.GAN, g_params: Any, g_stats: Any
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -212,7 +213,7 @@ class DatasetEvaluator:
     rows = []
     for kind in kinds:
       g_params, g_stats = state_lib.sampling_generator(state, kind)
-      label = config.model + (f' ({kind})' if which == 'both' and state.g_ema else '')
+      label = models.label(config) + (f' ({kind})' if which == 'both' and state.g_ema else '')
       logging.info('Scoring %s step %d (%s, %d samples)', workdir, step, label,
                    self.options.num_samples)
       feats, probs, labels = self.sample(gan, g_params, g_stats)
@@ -238,7 +239,7 @@ def evaluate(workdirs: list[str], options: Options, all_checkpoints: bool = Fals
   scorer = translation.TranslationEvaluator(options)
   for workdir, step, config in targets:
     if translation.is_translation(config):
-      rows = tables.setdefault(config.model, [])
+      rows = tables.setdefault(models.label(config), [])
       rows += scorer.rows(workdir, step, reference=reference and not rows)
   gan_targets = [t for t in targets if not translation.is_translation(t[2])]
   if gan_targets:

@@ -25,15 +25,16 @@ class FeatureSpace:
   sha256: str               # of the weights: cached statistics are keyed by it
   feature_dim: int
   apply: Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]]  # (variables, images in
-  variables: Any            # [0, 1] (B, 28, 28, C)) -> (features (B, D), probabilities (B, K))
+  variables: Any            # [0, 1] (B, H, W, C)) -> (features (B, D), probabilities (B, K))
   batch_size: int           # images per call
-  resize: str               # what happens to a 28x28 image before the network
+  resize: str               # what happens to a dataset-sized image before the network
   class_probs: bool         # probabilities are over the dataset's classes (cond. accuracy)
   note: str = ''            # a warning every table carries (e.g. nonstandard weights)
 
 
 def classifier_space(asset: classifier.Asset, batch_size: int = 1000) -> FeatureSpace:
   """The committed per-dataset classifier as a feature space."""
+  side = input_pipeline.DATASETS[asset.meta['dataset']].image_shape[0]
   def apply(variables: Any, x_BHWC: jax.Array) -> tuple[jax.Array, jax.Array]:
     features_BD, logits_BK = asset.model.apply(variables, x_BHWC, train=False)
     return features_BD, jax.nn.softmax(logits_BK)
@@ -41,7 +42,7 @@ def classifier_space(asset: classifier.Asset, batch_size: int = 1000) -> Feature
   return FeatureSpace(name='classifier', tag=asset.tag, sha256=asset.meta['sha256'],
                       feature_dim=int(asset.meta['feature_dim']), apply=apply,
                       variables=asset.variables, batch_size=batch_size,
-                      resize='none (28x28, the classifier\'s input)', class_probs=True)
+                      resize=f'none ({side}x{side}, the classifier\'s input)', class_probs=True)
 
 
 def default_cache_dir() -> str:

@@ -343,7 +343,7 @@ def default_batch_size() -> int:
   return 50 if jax.default_backend() == 'cpu' else 500
 
 
-def feature_space(weights: Weights, batch_size: int = 0, side: int = 28):
+def feature_space(weights: Weights, batch_size: int = 0, side: int = 28, channels: int = 1):
   """The evaluator's view of InceptionV3 (a features.FeatureSpace)."""
   from cgan_jax.evaluation import features  # pylint: disable=g-import-not-at-top
   note = '' if weights.standard else (
@@ -352,6 +352,7 @@ def feature_space(weights: Weights, batch_size: int = 0, side: int = 28):
   return features.FeatureSpace(
       name='inception', tag=weights.tag, sha256=weights.sha256, feature_dim=FEATURE_DIM,
       apply=apply, variables=weights.variables, batch_size=batch_size or default_batch_size(),
-      resize=f'{side}x{side} -> {SIZE}x{SIZE} bilinear (align_corners=False), gray -> RGB, '
-             '[-1, 1], generated images rounded to 8 bits',
+      resize=f'{side}x{side} -> {SIZE}x{SIZE} bilinear (align_corners=False), '
+             f'{"gray -> RGB, " if channels == 1 else ""}[-1, 1], generated images rounded to '
+             '8 bits',
       class_probs=False, note=note)

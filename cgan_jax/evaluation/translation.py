@@ -21,7 +21,7 @@ import numpy as np
 import scipy.ndimage
 from absl import logging
 
-from cgan_jax import checkpointing, input_pipeline, tasks, translation_data
+from cgan_jax import checkpointing, input_pipeline, models, tasks, translation_data
 from cgan_jax import translation_steps as ts
 from cgan_jax.evaluation import classifier, features, metrics
 
@@ -92,13 +92,13 @@ class TranslationEvaluator:
     return metrics.fid(self._features(dataset, a)[0], self._features(dataset, b)[0])
 
   def _header(self, run: str, config, step, samples) -> Row:
-    return {'run': run, 'model': config.model, 'task': _task_name(config), 'step': step,
+    return {'run': run, 'model': models.label(config), 'task': _task_name(config), 'step': step,
             'samples': samples}
 
   def rows(self, workdir: str, step: int | None, reference: bool) -> list[Row]:
     task, state = load(workdir, step)
     config, step = task.config, int(state.step)
-    logging.info('Scoring %s step %d (%s)', workdir, step, config.model)
+    logging.info('Scoring %s step %d (%s)', workdir, step, models.label(config))
     if task.spec.two_way:
       return self._cyclegan(workdir, config, task, state, step, reference)
     return self._pix2pix(workdir, config, task, state, step, reference)

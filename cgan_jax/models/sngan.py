@@ -28,12 +28,13 @@ chainer code of both papers), biases zero.
 """
 
 import functools
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from cgan_jax.errors import UserError
 from cgan_jax.models import layers
 from cgan_jax.models.common import DOutput, batch_norm
 
@@ -95,6 +96,17 @@ class GBlock(nn.Module):
     return h + _Conv(self.width, (1, 1), name='shortcut')(_up(x_BHWC))
 
 
+def generator_layout(side: int) -> tuple[int, int]:
+  """(bottom, up-blocks) with bottom · 2^blocks = side: halve while even and above 4 (28: 7
+  and two blocks; 32, the papers' CIFAR-10 G: 4 and three; 64: 4 and four)."""
+  if side < 4:
+    raise UserError(f'model \'sngan\' needs images of at least 4x4, got side {side}')
+  bottom, blocks = side, 0
+  while bottom % 2 == 0 and bottom > 4:
+    bottom, blocks = bottom // 2, blocks + 1
+  return bottom, blocks
+
+
 class Generator(nn.Module):
   """(z_BZ, y_B) -> (B, S, S, C) in [-1, 1], S = bottom · 2^len(widths): z -> linear ->
   bottom×bottom×widths[0] -> one up-block per width -> BN -> ReLU -> conv3×3 C -> tanh.
@@ -118,20 +130,25 @@ class Generator(nn.Module):
     return jnp.tanh(_Conv(self.channels, (3, 3), name='out')(h))
 
 
-def _sn(layer: nn.Module) -> nn.Module:
+def _sn(layer: nn.Module, on: bool = True) -> Callable[..., jax.Array]:
   """layer (its parameters under its own name) spectrally normalised; the power-iteration
-  state is 'batch_stats' of '<name>_sn' ('<name>/kernel/u', '<name>/kernel/sigma')."""
-  return nn.SpectralNorm(layer, name=f'{layer.name}_sn')
+  state is 'batch_stats' of '<name>_sn' ('<name>/kernel/u', '<name>/kernel/sigma'). With
+  `on` False, the plain layer (same call signature)."""
+  if on:
+    return nn.SpectralNorm(layer, name=f'{layer.name}_sn')
+  return lambda x, update_stats: layer(x)
 
 
 class DBlock(nn.Module):
   width: int
   down: bool
   first: bool = False
+  spectral_norm: bool = True
 
   @nn.compact
   def __call__(self, x_BHWC, train: bool):
-    sn = lambda size, x, name: _sn(_Conv(self.width, size, name=name))(x, update_stats=train)
+    sn = lambda size, x, name: _sn(_Conv(self.width, size, name=name), self.spectral_norm)(
+        x, update_stats=train)
     h = x_BHWC if self.first else nn.relu(x_BHWC)
     h = sn((3, 3), h, 'conv1')
     h = sn((3, 3), nn.relu(h), 'conv2')
@@ -149,23 +166,28 @@ class DBlock(nn.Module):
 class ProjectionDiscriminator(nn.Module):
   """(x_BHWC, y_B) -> DOutput(logits (B,)): φ(x) = sum over H, W of ReLU(blocks(x)),
   logit = ψ(φ) + ⟨embed(y), φ⟩ (the projection; left out when not conditional). Every
-  layer spectrally normalised. `downs[i]`: block i halves the side."""
+  layer spectrally normalised (unless `spectral_norm` is False: an ablation). `downs[i]`: block
+  i halves the side."""
   num_classes: int
   widths: Sequence[int] = (128, 128, 128, 128)
   downs: Sequence[bool] = (True, True, False, False)
   conditional: bool = True
+  spectral_norm: bool = True
 
   @nn.compact
   def __call__(self, x_BHWC: jax.Array, y_B: jax.Array, train: bool) -> DOutput:
     h = x_BHWC
     for i, (width, down) in enumerate(zip(self.widths, self.downs)):
-      h = DBlock(width, down, first=i == 0, name=f'block{i}')(h, train)
+      h = DBlock(width, down, first=i == 0, spectral_norm=self.spectral_norm,
+                 name=f'block{i}')(h, train)
     phi_BF = jnp.sum(nn.relu(h), axis=(1, 2))
     self.sow('intermediates', 'phi', phi_BF)  # read by the tests (mutable=['intermediates'])
-    logits = _sn(nn.Dense(1, kernel_init=_init, name='psi'))(phi_BF, update_stats=train)[:, 0]
+    logits = _sn(nn.Dense(1, kernel_init=_init, name='psi'), self.spectral_norm)(
+        phi_BF, update_stats=train)[:, 0]
     if self.conditional:
       # SN of the embedding, as the projection paper's code does (SNEmbedID).
-      embed = _sn(_EmbedAsDense(self.num_classes, phi_BF.shape[-1], name='embed'))
+      embed = _sn(_EmbedAsDense(self.num_classes, phi_BF.shape[-1], name='embed'),
+                  self.spectral_norm)
       logits = logits + jnp.sum(embed(y_B, update_stats=train) * phi_BF, axis=-1)
     return DOutput(logits)
 
