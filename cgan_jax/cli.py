@@ -8,6 +8,7 @@ workdir in use, no checkpoint that restores, a failed save); 128 + signal (143 S
 import functools
 import logging
 import os
+import re
 import sys
 import time
 from typing import Callable
@@ -105,3 +106,25 @@ def user_errors_exit(main: Callable) -> Callable:
       return e.exit_code
 
   return wrapped
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing (as app.run does it), where a --config.<field> override that names no
+  field of the config is one `error:` line and exit status 2, not ml_collections' traceback."""
+  from absl import app
+  try:
+    return app.parse_flags_with_usage(argv)
+  except (KeyError, AttributeError) as e:
+    overrides = [a.split('=', 1)[0] for a in argv[1:] if a.startswith('--config.')]
+    text = str(e).replace('\\', '')
+    names = re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text)
+    field = names[0] if names else text
+    maybe = re.search(r'Did you mean "([^"]+)"', text)
+    named = [o for o in overrides if o.split('.')[-1] == field] or overrides
+    hint = (" (a model option exists only in its family: README 'Models' lists each "
+            "family's options)" if any(o.startswith('--config.model.') for o in named) else '')
+    if maybe:
+      hint = f' (did you mean {maybe.group(1)!r}?)'
+    print(f'error: {", ".join(named)}: the config has no field {field!r}{hint}',
+          file=sys.stderr)
+    sys.exit(2)

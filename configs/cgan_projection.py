@@ -20,6 +20,9 @@ under load, 2026-12-02). Budget: 40 epochs, as the seed-000 CGAN it is compared 
 
   python train.py --config=configs/cgan_projection.py --workdir=runs/cgan_projection
   python eval.py --workdir=runs/cgan_projection --generator=both
+  python train.py --config=configs/cgan_projection.py:cifar10 --workdir=runs/proj_cifar10
+
+The `:cifar10` variant is the papers' CIFAR-10 setting at full width (see `_cifar10`).
 
 Expected: every row its class from the first epoch (class agreement above 0.5 at 300 steps,
 tests/test_modern_cgan.py's learning check); eval.py's comparison with the seed-000 CGAN at

@@ -151,7 +151,9 @@ def test_resumes_a_checkpoint_written_before_model_options(trained, tmp_path):
 @pytest.mark.parametrize('override,needle', [
     ('--config.dataset=stl10', 'unknown dataset'),
     ('--config.model.name=stylegan9', 'unknown model family'),
-    ('--config.model.norm=group', 'model.norm must be one of'),
+    ('--config.model.conditioning=label', 'model.conditioning must be one of'),
+    ('--config.model.norm=layer', "--config.model.norm: the config has no field 'norm'"),
+    ('--config.z_dimm=3', "--config.z_dimm: the config has no field 'z_dimm'"),
     ('--config.loss=hinge2', 'unknown loss'),
 ])
 def test_refuses_unknown_names(tmp_path, override, needle):
