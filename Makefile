@@ -37,7 +37,7 @@ train: setup data
 
 # pytest exits 5 when it collected nothing: that is a broken suite, not a pass.
 test: setup data
-	$(PY) -m pytest -q -rs; rc=$$?; \
+	$(PY) -m pytest -q -rs --durations=30; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 test-fast: setup data
