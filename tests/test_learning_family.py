@@ -62,7 +62,8 @@ FAST_PIPELINE = {'gan_mlp', 'cgan_mlp_concat', 'cgan_mlp_embed'}
 #                re-run 2026-12-03 with the HWC LayerNorm critic (the recipe now): 0.746
 # Measured (2026-12-03, 2-core AVX-512 CPU, load 2-3) on the checkpoints of a 20-epoch
 # benchmarks/results.py run of the same config and seed (the check's run is that run's start):
-#   cgan_projection  agreement 0.10 -> 0.494 at 1683 steps, 0.526 at 1870 (10 epochs, ~65 min)
+#   cgan_projection  agreement 0.10 -> 0.494 at 1683 steps, 0.526 at 1870 (10 epochs, ~65 min),
+#                0.626 at 2805 (15 epochs, ~100 min: the budget)
 
 
 @pytest.fixture(scope='module')
