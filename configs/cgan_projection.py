@@ -24,9 +24,11 @@ under load, 2026-12-02). Budget: 40 epochs, as the seed-000 CGAN it is compared 
 
 The `:cifar10` variant is the papers' CIFAR-10 setting at full width (see `_cifar10`).
 
-Expected: every row its class from the first epoch (class agreement above 0.5 at 300 steps,
-tests/test_modern_cgan.py's learning check); eval.py's comparison with the seed-000 CGAN at
-equal images seen is in the README.
+Expected (measured 2026-12-03, seed 0, 10,000 samples, classifier features): epoch 1 FID 37.4,
+class accuracy 13 %; epoch 20 raw G FID 5.33, 69.5 %, EMA G 7.35, 62.1 %. Class agreement of
+the learning check (tests/test_learning_family.py, opt-in): 0.63 at 2,805 steps (15 epochs).
+This is behind the seed-000 CGAN at equal images seen (README, "The projection cGAN against
+the seed CGAN").
 """
 
 from configs import default
