@@ -174,11 +174,6 @@ def _torch_runners(config, images, labels) -> dict[str, Callable]:
   return runners
 
 
-def _model_label(config) -> str:
-  from cgan_jax import models
-  return models.label(config)
-
-
 def _device_memory() -> int | None:
   import jax
   stats = jax.devices()[0].memory_stats() or {}
@@ -202,6 +197,7 @@ def main(argv):
   import jax
   import numpy as np
   import results_report  # benchmarks/: the CPU's name, as the results tables give it
+  from cgan_jax import models
   runners, meta = {}, {}  # name -> run; name -> (images per step, batch, XLA FLOPs)
   for c in _variants(config):
     task, images, labels = _load(c)
@@ -240,7 +236,7 @@ def main(argv):
     ref = times.get(f"torch/eager float32 b{row['batch_size']}")
     row['vs_torch'] = (float(np.median(ref)) / row['s_per_step']) if ref else None
   result = dict(
-      config={'model': _model_label(config),
+      config={'model': models.label(config),
               **{k: config[k] for k in ('dataset', 'batch_size', 'steps_per_dispatch',
                                         'num_devices')}},
       machine=dict(cpu=results_report.cpu_model(), cores=os.cpu_count(),

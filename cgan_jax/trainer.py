@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
+from flax import traverse_util
 
 from cgan_jax import checkpointing, cli, config_validation, device_input, input_pipeline, parallel
 from cgan_jax import preemption, tasks, visualize, workdir_lock
@@ -41,22 +42,13 @@ def check_workdir(workdir: str) -> None:
     raise UserError(f'workdir {workdir} is not writable: {e.strerror or e}') from e
 
 
-def _flat(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:
-  """{'model': {'name': 'dcgan'}} -> {'model.name': 'dcgan'}."""
-  out = {}
-  for k, v in tree.items():
-    if isinstance(v, dict):
-      out.update(_flat(v, f'{prefix}{k}.'))
-    else:
-      out[f'{prefix}{k}'] = v
-  return out
-
-
 def check_same_run(saved: dict[str, Any], config: ml_collections.ConfigDict, where: str) -> None:
   """Refuses to resume a checkpoint written by a different model/config (the fields that
   differ named one by one: model.norm, d_optimizer.learning_rate, ...)."""
-  old = _flat({k: v for k, v in saved['config'].items() if k not in RUNTIME_FIELDS})
-  new = _flat({k: v for k, v in config.to_dict().items() if k not in RUNTIME_FIELDS})
+  old = traverse_util.flatten_dict(
+      {k: v for k, v in saved['config'].items() if k not in RUNTIME_FIELDS}, sep='.')
+  new = traverse_util.flatten_dict(
+      {k: v for k, v in config.to_dict().items() if k not in RUNTIME_FIELDS}, sep='.')
   diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
   if diff:
     shown = '; '.join(f'{k}: checkpoint {old.get(k)!r} vs config {new.get(k)!r}' for k in diff)
@@ -287,8 +279,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, task, images: np.nda
   writer = _make_writer(workdir)
   periodic_fid, best = _periodic_fid(config, task, workdir)
   if resumed_from is None:
-    writer.write_hparams({k: v for k, v in _flat(config.to_dict()).items()
-                          if '.' not in k or k.startswith('model.')})
+    flat = traverse_util.flatten_dict(config.to_dict(), sep='.')
+    writer.write_hparams({k: v for k, v in flat.items() if '.' not in k or k[:6] == 'model.'})
   os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
 
   step = int(jax.device_get(state.step))

@@ -133,6 +133,10 @@ class Family(NamedTuple):
   label: Callable[[dict], str]
   rules: Callable[[dict], list[str]] = lambda m: []
 
+  @property
+  def defaults(self) -> dict[str, Any]:
+    return {k: d for k, (d, _) in self.options.items()}
+
 
 _BOOL = (False, True)
 # One registry of every noise-to-image model family. The display labels are the names these
@@ -207,7 +211,7 @@ def model_config(name: str, **options) -> ml_collections.ConfigDict:
   family = FAMILIES.get(name)
   if family is None and name not in TRANSLATION_FAMILIES:
     raise UserError(f'unknown model family {name!r}; known: {", ".join(known_families())}')
-  defaults = {k: d for k, (d, _) in family.options.items()} if family else {}
+  defaults = family.defaults if family else {}
   unknown = sorted(set(options) - set(defaults))
   if unknown:
     raise UserError(f'model {name!r} has no option {", ".join(unknown)}; its options: '
@@ -264,7 +268,7 @@ def problems(model: Any) -> list[str]:
                    f'got {value!r}')
   if found:
     return found
-  return family.rules({**{k: d for k, (d, _) in family.options.items()}, **m})
+  return family.rules({**family.defaults, **m})
 
 
 def family(config: ml_collections.ConfigDict) -> str:
@@ -289,7 +293,7 @@ def label(config_or_model: Any) -> str:
   family = FAMILIES.get(m['name'])
   if family is None:
     return m['name']
-  return family.label({**{k: d for k, (d, _) in family.options.items()}, **m})
+  return family.label({**family.defaults, **m})
 
 
 def upgrade(config: dict[str, Any]) -> dict[str, Any]:
@@ -316,6 +320,5 @@ def build(config: ml_collections.ConfigDict, num_classes: int, axis_name: Option
   name = family(config)
   if name not in FAMILIES:
     raise UserError(f'model {name!r} translates images; it is built by cgan_jax.tasks')
-  defaults = {k: d for k, (d, _) in FAMILIES[name].options.items()}
-  m = ml_collections.ConfigDict({**defaults, **config.model.to_dict()})
+  m = ml_collections.ConfigDict({**FAMILIES[name].defaults, **config.model.to_dict()})
   return FAMILIES[name].build(m, num_classes, axis_name, tuple(image_shape))
