@@ -42,7 +42,8 @@ from cgan_jax.errors import UserError  # noqa: E402
 
 # Every noise-to-image recipe (configs/<name>.py), in the table's order.
 RECIPES = ('gan', 'cgan', 'gan_mlp', 'cgan_mlp_concat', 'cgan_mlp_embed', 'dcgan28', 'dcgan',
-           'cdcgan', 'acgan', 'acgan_fake_class', 'wgan', 'wgan_gp', 'cwgan_gp', 'cgan_projection')
+           'cdcgan', 'acgan', 'acgan_fake_class', 'wgan', 'wgan_gp', 'cwgan_gp', 'cgan_projection',
+           'cgan_projection_infogan')
 HEARTBEAT_S = 30.0  # how often the training clock is saved while training
 
 _RECIPES = flags.DEFINE_list('recipes', ['gan', 'cgan'],

@@ -52,7 +52,8 @@ def _only(shape: Shape, family: str, side: int = 28, channels: tuple[int, ...] =
 
 def _infogan(m, k, axis, shape):
   _only(shape, 'infogan')
-  kw = dict(num_classes=k, conditional=m.conditioning == 'concat', axis_name=axis)
+  kw = dict(num_classes=k, conditional=m.conditioning != 'none', axis_name=axis,
+            projection=m.conditioning == 'projection')
   return ModelParts(infogan.Generator(**kw), infogan.Discriminator(**kw), uniform_latent,
                     kw['conditional'], _SIGMOID)
 
@@ -145,8 +146,12 @@ _BOOL = (False, True)
 FAMILIES: dict[str, Family] = {
     # The classic Fashion-MNIST comparison (seed 000): infoGAN-style conv nets, the label as
     # a one-hot concatenated to z and as label maps to D's input.
-    'infogan': Family(_infogan, {'conditioning': ('concat', ('none', 'concat'))},
-                      lambda m: 'infogan_cgan' if m['conditioning'] == 'concat' else 'infogan_gan'),
+    # conditioning=projection: the same layers with class-conditional BN in G and a
+    # spectrally normalised projection D (Miyato & Koyama 2018): the modern conditioning on
+    # the seed's nets (configs/cgan_projection_seed_nets.py).
+    'infogan': Family(_infogan, {'conditioning': ('concat', ('none', 'concat', 'projection'))},
+                      lambda m: {'concat': 'infogan_cgan', 'none': 'infogan_gan'}.get(
+                          m['conditioning'], f'infogan_{m["conditioning"]}')),
     # Fully connected: unconditional, label concatenated, or label embedding x input.
     'mlp': Family(_mlp, {'conditioning': ('none', ('none', 'concat', 'embed')),
                          'g_output_batch_norm': (False, _BOOL)},  # seed 001's BN after tanh

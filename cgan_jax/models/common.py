@@ -1,7 +1,7 @@
 """Pieces every model file shares: D's output type, latent priors, initialisers, norms."""
 
 import functools
-from typing import NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional
 
 import flax.linen as nn
 import jax
@@ -46,3 +46,51 @@ def label_maps(x_BHWC: jax.Array, y_B: jax.Array, num_classes: int) -> jax.Array
   y_B11K = one_hot(y_B, num_classes, x_BHWC.dtype)[:, None, None, :]
   return jnp.concatenate(
       [x_BHWC, jnp.broadcast_to(y_B11K, x_BHWC.shape[:3] + (num_classes,))], -1)
+
+
+class ConditionalBatchNorm(nn.Module):
+  """BatchNorm without its own affine, then γ[y]·x̂ + β[y] from per-class tables (γ = 1,
+  β = 0 at init; de Vries et al. 2017, Miyato & Koyama 2018, BigGAN). Works on (B, F) and
+  (B, H, W, C) alike, normalising the last axis. Batch statistics are averaged over
+  `axis_name` (devices) in training, like every BatchNorm here, and kept as running averages
+  for inference."""
+  num_classes: int
+  axis_name: Optional[str] = None
+  momentum: float = 0.9
+  epsilon: float = 1e-5
+
+  @nn.compact
+  def __call__(self, x_BC: jax.Array, y_B: jax.Array, train: bool) -> jax.Array:
+    c = x_BC.shape[-1]
+    h = nn.BatchNorm(use_running_average=not train, momentum=self.momentum,
+                     epsilon=self.epsilon, use_scale=False, use_bias=False,
+                     axis_name=self.axis_name if train else None, name='bn')(x_BC)
+    gamma_BC = nn.Embed(self.num_classes, c, embedding_init=nn.initializers.ones,
+                        name='gamma')(y_B).astype(h.dtype)
+    beta_BC = nn.Embed(self.num_classes, c, embedding_init=nn.initializers.zeros,
+                       name='beta')(y_B).astype(h.dtype)
+    shape = (h.shape[0],) + (1,) * (h.ndim - 2) + (c,)
+    return h * gamma_BC.reshape(shape) + beta_BC.reshape(shape)
+
+
+def spectral_normed(layer: nn.Module, on: bool = True) -> Callable[..., jax.Array]:
+  """layer (its parameters under its own name) spectrally normalised (Miyato et al. 2018,
+  `flax.linen.SpectralNorm`: one power iteration per training call); the power-iteration
+  state is 'batch_stats' of '<name>_sn' ('<name>/kernel/u', '<name>/kernel/sigma'). With `on`
+  False, the plain layer (same call signature)."""
+  if on:
+    return nn.SpectralNorm(layer, name=f'{layer.name}_sn')
+  return lambda x, update_stats: layer(x)
+
+
+class EmbedAsDense(nn.Module):
+  """A class embedding stored as a (K, F) 'kernel', so that SpectralNorm normalises it (the
+  projection paper's SNEmbedID)."""
+  num_classes: int
+  features: int
+  embedding_init: Callable = nn.initializers.xavier_uniform()
+
+  @nn.compact
+  def __call__(self, y_B: jax.Array) -> jax.Array:
+    table = self.param('kernel', self.embedding_init, (self.num_classes, self.features))
+    return jnp.take(table, y_B, axis=0)

@@ -5,6 +5,14 @@ G: concat(z, onehot(y)) -> FC 1024 -> BN -> ReLU -> FC 7*7*128 -> BN -> ReLU
 D: concat(x, y tiled to HxWx10) -> conv 64 (4x4, s2) -> lReLU(0.2) -> conv 128 (4x4, s2)
    -> BN -> lReLU -> FC 1024 -> BN -> lReLU -> FC 1 (logit).
 With `conditional=False` the label is ignored: the "GAN" row of the same comparison.
+
+With `projection=True`, the same nets conditioned the way that superseded concatenation
+(family option `conditioning='projection'`): G's three BatchNorms are class-conditional
+(per-class γ, β; no one-hot in its input), and D is the projection discriminator of Miyato &
+Koyama (2018) on these layers: no label maps, every layer spectrally normalised (Miyato et al.
+2018) in place of D's BatchNorms, φ(x) the 1024-feature after the last lReLU, and
+logit = ψ(φ) + ⟨embed(y), φ⟩. It isolates the conditioning method from the architecture:
+the seed CGAN's nets, layer for layer, with only the conditioning changed.
 """
 
 import functools
@@ -13,7 +21,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cgan_jax.models.common import DOutput, label_maps, uniform_latent  # noqa: F401
+from cgan_jax.models.common import (  # noqa: F401
+    ConditionalBatchNorm, DOutput, EmbedAsDense, label_maps, spectral_normed, uniform_latent)
 from cgan_jax.models import layers
 
 # The reference TF code: N(0, 0.02) kernels, BatchNorm decay 0.9, epsilon 1e-5.
@@ -37,18 +46,24 @@ class Generator(nn.Module):
   num_classes: int = 10
   conditional: bool = True
   axis_name: str | None = None
+  projection: bool = False  # class-conditional BatchNorms instead of the one-hot input
 
   @nn.compact
   def __call__(self, z_BZ: jax.Array, y_B: jax.Array, train: bool) -> jax.Array:
+    cbn = self.conditional and self.projection
+    if cbn:
+      norm = lambda h: ConditionalBatchNorm(self.num_classes, self.axis_name)(h, y_B, train)
+    else:
+      norm = lambda h: _bn(train, self.axis_name)(h)
     h = z_BZ
-    if self.conditional:
+    if self.conditional and not cbn:
       h = jnp.concatenate([h, jax.nn.one_hot(y_B, self.num_classes, dtype=h.dtype)], -1)
-    h = nn.relu(_bn(train, self.axis_name)(_Dense(1024)(h)))
-    h = nn.relu(_bn(train, self.axis_name)(_Dense(7 * 7 * 128)(h)))
+    h = nn.relu(norm(_Dense(1024)(h)))
+    h = nn.relu(norm(_Dense(7 * 7 * 128)(h)))
     h = h.reshape(h.shape[0], 7, 7, 128)
     # Explicit names: the parameter names of checkpoints written with nn.ConvTranspose.
     h = _FastConvT(64, (4, 4), strides=(2, 2), name='ConvTranspose_0')(h)
-    h = nn.relu(_bn(train, self.axis_name)(h))
+    h = nn.relu(norm(h))
     return nn.sigmoid(_ConvT(1, (4, 4), strides=(2, 2), name='ConvTranspose_1')(h))
 
 
@@ -57,9 +72,12 @@ class Discriminator(nn.Module):
   num_classes: int = 10
   conditional: bool = True
   axis_name: str | None = None
+  projection: bool = False  # the spectrally normalised projection D on the same layers
 
   @nn.compact
   def __call__(self, x_BHWC: jax.Array, y_B: jax.Array, train: bool) -> DOutput:
+    if self.projection:
+      return self._projection(x_BHWC, y_B, train)
     h = label_maps(x_BHWC, y_B, self.num_classes) if self.conditional else x_BHWC
     h = nn.leaky_relu(_Conv(64, (4, 4), strides=(2, 2))(h), 0.2)
     h = nn.leaky_relu(_bn(train, self.axis_name)(_Conv(128, (4, 4), strides=(2, 2))(h)), 0.2)
@@ -67,3 +85,17 @@ class Discriminator(nn.Module):
     h = nn.leaky_relu(_bn(train, self.axis_name)(_Dense(1024)(h)), 0.2)
     return DOutput(_Dense(1)(h)[:, 0])
 
+  def _projection(self, x_BHWC: jax.Array, y_B: jax.Array, train: bool) -> DOutput:
+    """Conv 64 -> lReLU -> conv 128 -> lReLU -> FC 1024 -> lReLU = φ; ψ(φ) + ⟨embed(y), φ⟩;
+    every layer spectrally normalised, no BatchNorm (names as the plain D's layers)."""
+    sn = lambda layer, h: spectral_normed(layer)(h, update_stats=train)
+    h = nn.leaky_relu(sn(_Conv(64, (4, 4), strides=(2, 2), name='Conv_0'), x_BHWC), 0.2)
+    h = nn.leaky_relu(sn(_Conv(128, (4, 4), strides=(2, 2), name='Conv_1'), h), 0.2)
+    phi_BF = nn.leaky_relu(sn(_Dense(1024, name='Dense_0'), h.reshape(h.shape[0], -1)), 0.2)
+    self.sow('intermediates', 'phi', phi_BF)  # read by the tests (mutable=['intermediates'])
+    logits = sn(_Dense(1, name='psi'), phi_BF)[:, 0]
+    if self.conditional:
+      embed = sn(EmbedAsDense(self.num_classes, phi_BF.shape[-1], embedding_init=_init,
+                              name='embed'), y_B)
+      logits = logits + jnp.sum(embed * phi_BF, axis=-1)
+    return DOutput(logits)

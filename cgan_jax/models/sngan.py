@@ -28,7 +28,7 @@ chainer code of both papers), biases zero.
 """
 
 import functools
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -36,35 +36,13 @@ import jax.numpy as jnp
 
 from cgan_jax.errors import UserError
 from cgan_jax.models import layers
-from cgan_jax.models.common import DOutput, batch_norm
+from cgan_jax.models.common import (  # noqa: F401  (ConditionalBatchNorm: sngan.<name> too)
+    ConditionalBatchNorm, DOutput, EmbedAsDense, batch_norm, spectral_normed)
 
 _init = nn.initializers.xavier_uniform()
 # The tap-wise kernel gradient of models/layers.py: XLA:CPU runs the kernel gradient of a 3×3
 # stride-1 conv off its fast path (docs/perf_notes.md); XLA's own elsewhere ('auto').
 _Conv = functools.partial(layers.FastConv, kernel_init=_init)
-
-
-class ConditionalBatchNorm(nn.Module):
-  """BatchNorm without its own affine, then γ[y]·x̂ + β[y] from per-class tables (γ = 1,
-  β = 0 at init). Batch statistics are averaged over `axis_name` (devices) in training,
-  like every BatchNorm here, and kept as running averages for inference."""
-  num_classes: int
-  axis_name: Optional[str] = None
-  momentum: float = 0.9
-  epsilon: float = 1e-5
-
-  @nn.compact
-  def __call__(self, x_BHWC: jax.Array, y_B: jax.Array, train: bool) -> jax.Array:
-    c = x_BHWC.shape[-1]
-    h = nn.BatchNorm(use_running_average=not train, momentum=self.momentum,
-                     epsilon=self.epsilon, use_scale=False, use_bias=False,
-                     axis_name=self.axis_name if train else None, name='bn')(x_BHWC)
-    gamma_BC = nn.Embed(self.num_classes, c, embedding_init=nn.initializers.ones,
-                        name='gamma')(y_B)
-    beta_BC = nn.Embed(self.num_classes, c, embedding_init=nn.initializers.zeros,
-                       name='beta')(y_B)
-    gamma_BC, beta_BC = gamma_BC.astype(h.dtype), beta_BC.astype(h.dtype)
-    return h * gamma_BC[:, None, None, :] + beta_BC[:, None, None, :]
 
 
 def _up(x_BHWC: jax.Array) -> jax.Array:
@@ -130,15 +108,6 @@ class Generator(nn.Module):
     return jnp.tanh(_Conv(self.channels, (3, 3), name='out')(h))
 
 
-def _sn(layer: nn.Module, on: bool = True) -> Callable[..., jax.Array]:
-  """layer (its parameters under its own name) spectrally normalised; the power-iteration
-  state is 'batch_stats' of '<name>_sn' ('<name>/kernel/u', '<name>/kernel/sigma'). With
-  `on` False, the plain layer (same call signature)."""
-  if on:
-    return nn.SpectralNorm(layer, name=f'{layer.name}_sn')
-  return lambda x, update_stats: layer(x)
-
-
 class DBlock(nn.Module):
   width: int
   down: bool
@@ -147,8 +116,8 @@ class DBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x_BHWC, train: bool):
-    sn = lambda size, x, name: _sn(_Conv(self.width, size, name=name), self.spectral_norm)(
-        x, update_stats=train)
+    sn = lambda size, x, name: spectral_normed(_Conv(self.width, size, name=name),
+                                               self.spectral_norm)(x, update_stats=train)
     h = x_BHWC if self.first else nn.relu(x_BHWC)
     h = sn((3, 3), h, 'conv1')
     h = sn((3, 3), nn.relu(h), 'conv2')
@@ -182,22 +151,11 @@ class ProjectionDiscriminator(nn.Module):
                  name=f'block{i}')(h, train)
     phi_BF = jnp.sum(nn.relu(h), axis=(1, 2))
     self.sow('intermediates', 'phi', phi_BF)  # read by the tests (mutable=['intermediates'])
-    logits = _sn(nn.Dense(1, kernel_init=_init, name='psi'), self.spectral_norm)(
+    logits = spectral_normed(nn.Dense(1, kernel_init=_init, name='psi'), self.spectral_norm)(
         phi_BF, update_stats=train)[:, 0]
     if self.conditional:
       # SN of the embedding, as the projection paper's code does (SNEmbedID).
-      embed = _sn(_EmbedAsDense(self.num_classes, phi_BF.shape[-1], name='embed'),
-                  self.spectral_norm)
+      embed = spectral_normed(EmbedAsDense(self.num_classes, phi_BF.shape[-1], name='embed'),
+                              self.spectral_norm)
       logits = logits + jnp.sum(embed(y_B, update_stats=train) * phi_BF, axis=-1)
     return DOutput(logits)
-
-
-class _EmbedAsDense(nn.Module):
-  """A class embedding stored as a (K, F) 'kernel', so that SpectralNorm normalises it."""
-  num_classes: int
-  features: int
-
-  @nn.compact
-  def __call__(self, y_B: jax.Array) -> jax.Array:
-    table = self.param('kernel', _init, (self.num_classes, self.features))
-    return jnp.take(table, y_B, axis=0)
