@@ -12,8 +12,8 @@ import pytest
 from cgan_jax import augment, checkpointing, parallel, steps
 from cgan_jax import state as state_lib
 from cgan_jax.errors import UserError
-from cgan_jax.models import sngan
-from configs import cgan_projection
+from cgan_jax.models import infogan, sngan
+from configs import cgan_projection, cgan_projection_infogan
 
 K = 10
 
@@ -38,17 +38,23 @@ def _tiny_d(width=8):
   return d, variables, x, y
 
 
-def test_projection_logit_is_psi_of_phi_plus_embedding_inner_product():
-  d, variables, x, y = _tiny_d()
-  out, inter = d.apply(variables, x, y, train=False, mutable=['intermediates'])
-  phi = np.asarray(inter['intermediates']['phi'][0], np.float64)
+def _projection_by_hand(variables, intermediates, y):
+  """ψ(φ) + ⟨embed(y), φ⟩ in float64 from D's φ, with ψ's and the embedding's kernels
+  divided by their spectral-norm estimates."""
+  phi = np.asarray(intermediates['intermediates']['phi'][0], np.float64)
   params, stats = variables['params'], variables['batch_stats']
   w_psi, b_psi = np.asarray(params['psi']['kernel']), np.asarray(params['psi']['bias'])
   table = np.asarray(params['embed']['kernel'])
   s_psi = _sn_sigma(w_psi, stats['psi_sn']['psi/kernel/u'])
   s_emb = _sn_sigma(table, stats['embed_sn']['embed/kernel/u'])
-  by_hand = phi @ (w_psi[:, 0] / s_psi) + b_psi[0] + np.sum(table[np.asarray(y)] / s_emb * phi, -1)
-  np.testing.assert_allclose(out.logits, by_hand, rtol=1e-4, atol=1e-4)
+  return phi @ (w_psi[:, 0] / s_psi) + b_psi[0] + np.sum(table[np.asarray(y)] / s_emb * phi, -1)
+
+
+def test_projection_logit_is_psi_of_phi_plus_embedding_inner_product():
+  d, variables, x, y = _tiny_d()
+  out, inter = d.apply(variables, x, y, train=False, mutable=['intermediates'])
+  np.testing.assert_allclose(out.logits, _projection_by_hand(variables, inter, y),
+                             rtol=1e-4, atol=1e-4)
   # The label enters through the projection only: the class term changes with y.
   other, _ = d.apply(variables, x, (y + 1) % K, train=False, mutable=['intermediates'])
   assert float(jnp.abs(other.logits - out.logits).min()) > 0
@@ -58,6 +64,41 @@ def test_projection_logit_is_psi_of_phi_plus_embedding_inner_product():
   assert 'embed' not in pv['params']
   np.testing.assert_array_equal(plain.apply(pv, x, y, train=False).logits,
                                 plain.apply(pv, x, (y + 3) % K, train=False).logits)
+
+
+def test_projection_on_the_seed_nets_replaces_the_label_inputs_by_projection_and_cbn():
+  """infogan, conditioning='projection': D has no label maps and no BatchNorm, every layer
+  spectrally normalised, logit ψ(φ) + ⟨embed(y), φ⟩; G has no one-hot input and three
+  class-conditional BatchNorms."""
+  d = infogan.Discriminator(K, projection=True)
+  x = jax.random.uniform(jax.random.PRNGKey(0), (5, 28, 28, 1))
+  y = jnp.array([0, 3, 3, 8, 9])
+  variables = d.init(jax.random.PRNGKey(1), x, y, train=False)
+  params, stats = variables['params'], variables['batch_stats']
+  assert params['Conv_0']['kernel'].shape[2] == 1  # the image only: no label maps
+  assert not any('BatchNorm' in k for k in params)
+  assert sorted(stats) == ['Conv_0_sn', 'Conv_1_sn', 'Dense_0_sn', 'embed_sn', 'psi_sn']
+  out, inter = d.apply(variables, x, y, train=False, mutable=['intermediates'])
+  assert inter['intermediates']['phi'][0].shape == (5, 1024)
+  np.testing.assert_allclose(out.logits, _projection_by_hand(variables, inter, y),
+                             rtol=1e-4, atol=1e-4)
+  g = infogan.Generator(K, projection=True)
+  z = jax.random.uniform(jax.random.PRNGKey(2), (5, 62), minval=-1, maxval=1)
+  gv = g.init(jax.random.PRNGKey(3), z, y, train=False)
+  assert gv['params']['Dense_0']['kernel'].shape[0] == 62  # z only: no one-hot
+  cbns = sorted(k for k in gv['params'] if k.startswith('ConditionalBatchNorm'))
+  assert len(cbns) == 3 and not any(k.startswith('BatchNorm') for k in gv['params'])
+  # Neutral at init (γ = 1, β = 0 for every class); the class acts through its own γ, β.
+  same = g.apply(gv, z, y, train=False)
+  np.testing.assert_array_equal(same, g.apply(gv, z, (y + 1) % K, train=False))
+  p = jax.tree.map(lambda a: a, gv['params'])
+  p['ConditionalBatchNorm_0'] = dict(p['ConditionalBatchNorm_0'])
+  p['ConditionalBatchNorm_0']['gamma'] = {'embedding': 1 + jax.random.normal(
+      jax.random.PRNGKey(4), (K, 1024))}
+  moved = g.apply({**gv, 'params': p}, z, y, train=False)
+  assert float(jnp.abs(moved - same).max()) > 1e-4
+  np.testing.assert_array_equal(moved[1], g.apply({**gv, 'params': p}, z, y.at[0].set(9),
+                                                  train=False)[1])  # row 1 kept its class
 
 
 def test_spectral_norm_sigma_converges_to_the_largest_singular_value():
@@ -108,11 +149,18 @@ def test_conditional_batch_norm_uses_each_class_gamma_and_beta():
   np.testing.assert_allclose(
       trained, std * gamma[np.asarray(y)][:, None, None] + beta[np.asarray(y)][:, None, None],
       rtol=1e-4, atol=1e-4)
+  # On (B, F) features (the FC layers of the seed's G), the same per-class affine.
+  x2 = jax.random.normal(jax.random.PRNGKey(2), (4, 5))
+  v2 = cbn.init(jax.random.PRNGKey(1), x2, y, train=False)
+  out2 = cbn.apply({'params': params, 'batch_stats': v2['batch_stats']}, x2, y, train=False)
+  np.testing.assert_allclose(out2, np.asarray(x2) / np.sqrt(1 + 1e-5) * gamma[np.asarray(y)]
+                             + beta[np.asarray(y)], rtol=1e-5, atol=1e-5)
 
 
-def _config(**overrides):
-  c = cgan_projection.get_config()
-  c.model.update(dict(g_width=8, d_width=8))
+def _config(recipe=cgan_projection, **overrides):
+  c = recipe.get_config()
+  if c.model.name == 'sngan':
+    c.model.update(dict(g_width=8, d_width=8))
   c.update(dict(n_critic=2, z_dim=16, batch_size=8, ema_decay=0.9,
                 ema_start_step=2, diffaugment='color,translation,cutout'))
   c.update(overrides)
@@ -195,9 +243,11 @@ def _batches(n, micro=2, batch=8):
            'label': rs.randint(0, K, (micro, batch)).astype(np.int32)} for _ in range(n)]
 
 
-def test_one_and_four_devices_agree_with_every_piece_on():
+@pytest.mark.parametrize('recipe', [cgan_projection, cgan_projection_infogan],
+                         ids=lambda r: r.__name__.split('.')[-1])
+def test_one_and_four_devices_agree_with_every_piece_on(recipe):
   assert len(jax.devices()) >= 4, 'conftest sets JAX_NUM_CPU_DEVICES=4'
-  config = _config()
+  config = _config(recipe)
   # SGD, not Adam: Adam turns the rounding-level gradients of the conv biases just before a
   # BatchNorm (which cancels them) into full-size steps of either sign.
   config.g_optimizer = cgan_projection.default.optimizer('sgd', 0.01)
