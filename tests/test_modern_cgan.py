@@ -247,7 +247,8 @@ def _batches(n, micro=2, batch=8):
                          ids=lambda r: r.__name__.split('.')[-1])
 def test_one_and_four_devices_agree_with_every_piece_on(recipe):
   assert len(jax.devices()) >= 4, 'conftest sets JAX_NUM_CPU_DEVICES=4'
-  config = _config(recipe)
+  # n_critic as each recipe has it: 2 (of the paper's 5) for the ResNets, 1 on the seed's nets.
+  config = _config(recipe, n_critic=2 if recipe is cgan_projection else 1)
   # SGD, not Adam: Adam turns the rounding-level gradients of the conv biases just before a
   # BatchNorm (which cancels them) into full-size steps of either sign.
   config.g_optimizer = cgan_projection.default.optimizer('sgd', 0.01)
