@@ -148,7 +148,7 @@ FAMILIES: dict[str, Family] = {
     # a one-hot concatenated to z and as label maps to D's input.
     # conditioning=projection: the same layers with class-conditional BN in G and a
     # spectrally normalised projection D (Miyato & Koyama 2018): the modern conditioning on
-    # the seed's nets (configs/cgan_projection_seed_nets.py).
+    # the seed's nets (configs/cgan_projection_infogan.py).
     'infogan': Family(_infogan, {'conditioning': ('concat', ('none', 'concat', 'projection'))},
                       lambda m: {'concat': 'infogan_cgan', 'none': 'infogan_gan'}.get(
                           m['conditioning'], f'infogan_{m["conditioning"]}')),
