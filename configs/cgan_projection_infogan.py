@@ -1,6 +1,7 @@
 """The projection cGAN on the seed CGAN's own nets: the conditioning that superseded label
 concatenation, with the architecture and optimiser of the seed-000 CGAN (configs/cgan.py)
-held fixed, so that a comparison with it measures the conditioning method alone.
+held fixed. The loss differs too (hinge, as both papers): the seed CGAN with the hinge loss
+(`configs/cgan.py --config.loss=hinge`) is the comparison for the conditioning alone.
 
 Model (`infogan`, `conditioning='projection'`, cgan_jax/models/infogan.py): the infoGAN-style
 conv G and D layer for layer, but G conditioned by class-conditional BatchNorm (per-class γ,

@@ -91,10 +91,9 @@ def test_projection_on_the_seed_nets_replaces_the_label_inputs_by_projection_and
   # Neutral at init (γ = 1, β = 0 for every class); the class acts through its own γ, β.
   same = g.apply(gv, z, y, train=False)
   np.testing.assert_array_equal(same, g.apply(gv, z, (y + 1) % K, train=False))
-  p = jax.tree.map(lambda a: a, gv['params'])
-  p['ConditionalBatchNorm_0'] = dict(p['ConditionalBatchNorm_0'])
-  p['ConditionalBatchNorm_0']['gamma'] = {'embedding': 1 + jax.random.normal(
-      jax.random.PRNGKey(4), (K, 1024))}
+  gamma = {'embedding': 1 + jax.random.normal(jax.random.PRNGKey(4), (K, 1024))}
+  p = {**gv['params'], 'ConditionalBatchNorm_0': {**gv['params']['ConditionalBatchNorm_0'],
+                                                  'gamma': gamma}}
   moved = g.apply({**gv, 'params': p}, z, y, train=False)
   assert float(jnp.abs(moved - same).max()) > 1e-4
   np.testing.assert_array_equal(moved[1], g.apply({**gv, 'params': p}, z, y.at[0].set(9),

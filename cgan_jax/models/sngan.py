@@ -36,7 +36,7 @@ import jax.numpy as jnp
 
 from cgan_jax.errors import UserError
 from cgan_jax.models import layers
-from cgan_jax.models.common import (  # noqa: F401  (ConditionalBatchNorm: sngan.<name> too)
+from cgan_jax.models.common import (
     ConditionalBatchNorm, DOutput, EmbedAsDense, batch_norm, spectral_normed)
 
 _init = nn.initializers.xavier_uniform()
