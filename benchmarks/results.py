@@ -15,7 +15,8 @@ first).
 
 Re-running the same command resumes an interrupted run from its latest checkpoint and skips
 every milestone already scored. Training wall time is accumulated in <run>/results_run.json
-(saved every 30 s while training), so it adds up across interruptions.
+(saved every 30 s while training), so it adds up across interruptions; time the process was
+stopped (SIGSTOP, Ctrl-Z) is left out and recorded as paused_seconds.
 """
 
 import contextlib
@@ -45,6 +46,9 @@ RECIPES = ('gan', 'cgan', 'gan_mlp', 'cgan_mlp_concat', 'cgan_mlp_embed', 'dcgan
            'cdcgan', 'acgan', 'acgan_fake_class', 'wgan', 'wgan_gp', 'cwgan_gp', 'cgan_projection',
            'cgan_projection_infogan')
 HEARTBEAT_S = 30.0  # how often the training clock is saved while training
+CLOCK_TICK_S = 1.0  # how often the training clock reads the time
+# A gap between two reads longer than this is a pause (SIGSTOP, Ctrl-Z): counted as one tick.
+STALL_S = 10.0
 
 _RECIPES = flags.DEFINE_list('recipes', ['gan', 'cgan'],
                              f'Recipes to train and score: {", ".join(RECIPES)}.')
@@ -188,17 +192,34 @@ class Run:
 
   @contextlib.contextmanager
   def clock(self) -> Iterator[None]:
-    """Adds the wall time of the block to record['train_seconds'], saved every HEARTBEAT_S."""
-    start, base, done = time.perf_counter(), self.record['train_seconds'], threading.Event()
+    """Adds the wall time of the block to record['train_seconds'], saved every HEARTBEAT_S.
+
+    The time is read every CLOCK_TICK_S. A longer gap than STALL_S between two reads means the
+    process did not run (stopped by SIGSTOP or Ctrl-Z, a frozen container): that gap counts as
+    one tick, and its length is added to record['paused_seconds'] instead. A monotonic clock
+    already leaves out system suspend."""
+    done = threading.Event()
+    last = time.perf_counter()
 
     def tick() -> None:
+      nonlocal last
+      now = time.perf_counter()
+      gap, last = now - last, now
       with self._lock:
-        self.record['train_seconds'] = base + time.perf_counter() - start
+        if gap > STALL_S:
+          self.record['paused_seconds'] = self.record.get('paused_seconds', 0.0) + gap
+          print(f'[{self.recipe}] the process did not run for {gap:.0f} s; not counted as '
+                'training time', file=sys.stderr, flush=True)
+          gap = CLOCK_TICK_S
+        self.record['train_seconds'] += gap
 
     def beat() -> None:
-      while not done.wait(HEARTBEAT_S):
+      saved = time.perf_counter()
+      while not done.wait(CLOCK_TICK_S):
         tick()
-        self.save()
+        if time.perf_counter() - saved >= HEARTBEAT_S:
+          self.save()
+          saved = time.perf_counter()
 
     thread = threading.Thread(target=beat, daemon=True)
     thread.start()

@@ -179,7 +179,8 @@ def markdown(rows: list[Row], figure_names: list[str]) -> str:
          f'{", ".join(sorted({str(r["samples"]) for r in rows}))}. FID, KID, intra-FID: lower is '
          'better; IS, precision, recall, cond. acc: higher is better. The real row scores the '
          'test split against the train split: the best a model can do. Train time: wall time '
-         'of training to that epoch, restarts included.', '']
+         'of training to that epoch, restarts included, time the process was stopped '
+         '(SIGSTOP, Ctrl-Z) left out.', '']
   for name in figure_names:
     out += [f'![{name[:-4].replace("_", " ")}]({name})', '']
   out += ['| ' + ' | '.join(h for _, h, _ in MARKDOWN) + ' |',

@@ -167,3 +167,44 @@ def test_report_keeps_rows_of_runs_recorded_elsewhere(tmp_path):
       ('real test split', None, 0.04), ('gan', 40, 0.59), ('cgan', 40, 0.39)]
   assert (out / 'gan_vs_cgan.png').exists()
   assert '| gan | 40 |' in (out / 'results.md').read_text()
+
+
+_PAUSED_CHILD = """
+import os, sys
+sys.path[:0] = [{root!r}, os.path.join({root!r}, 'benchmarks')]
+import results
+results.CLOCK_TICK_S, results.STALL_S = 0.05, 1.0
+run = results.Run({runs!r}, 'gan')
+os.makedirs(run.workdir, exist_ok=True)
+with run.clock():
+  print('ready', flush=True)
+  sys.stdin.readline()
+"""
+
+
+def test_training_clock_leaves_out_time_the_process_was_stopped(tmp_path):
+  """A results process stopped with SIGSTOP (a user pausing it to free the CPU) and resumed
+  with SIGCONT: the stopped time goes to paused_seconds, not to the training time."""
+  import signal
+  import subprocess
+  import sys
+  import time
+  from conftest import ROOT
+  child = subprocess.Popen(
+      [sys.executable, '-c', _PAUSED_CHILD.format(root=ROOT, runs=str(tmp_path))],
+      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  try:
+    assert child.stdout.readline().strip() == 'ready'
+    time.sleep(1.0)
+    child.send_signal(signal.SIGSTOP)
+    time.sleep(3.0)
+    child.send_signal(signal.SIGCONT)
+    time.sleep(1.0)
+    _, err = child.communicate('\n', timeout=60)
+  finally:
+    child.kill()
+  assert child.returncode == 0, err
+  record = json.loads((tmp_path / 'gan' / 'results_run.json').read_text())
+  assert 2.5 < record['paused_seconds'] < 4.5
+  assert 1.5 < record['train_seconds'] < 3.5  # about 2 s ran; 5 s of wall time in all
+  assert 'did not run for 3 s' in err
