@@ -185,6 +185,7 @@ with run.clock():
 def test_training_clock_leaves_out_time_the_process_was_stopped(tmp_path):
   """A results process stopped with SIGSTOP (a user pausing it to free the CPU) and resumed
   with SIGCONT: the stopped time goes to paused_seconds, not to the training time."""
+  import re
   import signal
   import subprocess
   import sys
@@ -207,4 +208,4 @@ def test_training_clock_leaves_out_time_the_process_was_stopped(tmp_path):
   record = json.loads((tmp_path / 'gan' / 'results_run.json').read_text())
   assert 2.5 < record['paused_seconds'] < 4.5
   assert 1.5 < record['train_seconds'] < 3.5  # about 2 s ran; 5 s of wall time in all
-  assert 'did not run for 3 s' in err
+  assert re.search(r'did not run for [34] s; not counted', err), err
