@@ -47,7 +47,8 @@ RECIPES = ('gan', 'cgan', 'gan_mlp', 'cgan_mlp_concat', 'cgan_mlp_embed', 'dcgan
            'cgan_projection_infogan')
 HEARTBEAT_S = 30.0  # how often the training clock is saved while training
 CLOCK_TICK_S = 1.0  # how often the training clock reads the time
-# A gap between two reads longer than this is a pause (SIGSTOP, Ctrl-Z): counted as one tick.
+# A gap between two reads longer than this, with the process's CPU time still, is a pause
+# (SIGSTOP, Ctrl-Z): counted as one tick.
 STALL_S = 10.0
 
 _RECIPES = flags.DEFINE_list('recipes', ['gan', 'cgan'],
@@ -194,19 +195,20 @@ class Run:
   def clock(self) -> Iterator[None]:
     """Adds the wall time of the block to record['train_seconds'], saved every HEARTBEAT_S.
 
-    The time is read every CLOCK_TICK_S. A longer gap than STALL_S between two reads means the
-    process did not run (stopped by SIGSTOP or Ctrl-Z, a frozen container): that gap counts as
-    one tick, and its length is added to record['paused_seconds'] instead. A monotonic clock
-    already leaves out system suspend."""
+    The time is read every CLOCK_TICK_S. A gap longer than STALL_S between two reads in which
+    the process used almost no CPU time means it did not run (stopped by SIGSTOP or Ctrl-Z, a
+    frozen container): that gap counts as one tick, and its length is added to
+    record['paused_seconds'] instead. (A long gap with CPU time spent is training that kept
+    this thread from the GIL, and counts.) A monotonic clock already leaves out system suspend."""
     done = threading.Event()
-    last = time.perf_counter()
+    last, last_cpu = time.perf_counter(), time.process_time()
 
     def tick() -> None:
-      nonlocal last
-      now = time.perf_counter()
-      gap, last = now - last, now
+      nonlocal last, last_cpu
+      now, cpu = time.perf_counter(), time.process_time()
+      gap, cpu_used, last, last_cpu = now - last, cpu - last_cpu, now, cpu
       with self._lock:
-        if gap > STALL_S:
+        if gap > STALL_S and cpu_used < 0.1 * gap:
           self.record['paused_seconds'] = self.record.get('paused_seconds', 0.0) + gap
           print(f'[{self.recipe}] the process did not run for {gap:.0f} s; not counted as '
                 'training time', file=sys.stderr, flush=True)

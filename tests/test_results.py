@@ -179,6 +179,11 @@ os.makedirs(run.workdir, exist_ok=True)
 with run.clock():
   print('ready', flush=True)
   sys.stdin.readline()
+  if {busy}:  # training that holds the GIL past STALL_S: the clock's thread cannot read
+    import time
+    start = time.perf_counter()
+    sum(range(10 ** 8))  # one C call of 1.4 s (quiet 2-core CPU): the GIL is held throughout
+    print(f'busy {{time.perf_counter() - start:.2f}} s', file=sys.stderr)
 """
 
 
@@ -192,7 +197,7 @@ def test_training_clock_leaves_out_time_the_process_was_stopped(tmp_path):
   import time
   from conftest import ROOT
   child = subprocess.Popen(
-      [sys.executable, '-c', _PAUSED_CHILD.format(root=ROOT, runs=str(tmp_path))],
+      [sys.executable, '-c', _PAUSED_CHILD.format(root=ROOT, runs=str(tmp_path), busy=False)],
       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   try:
     assert child.stdout.readline().strip() == 'ready'
@@ -209,3 +214,21 @@ def test_training_clock_leaves_out_time_the_process_was_stopped(tmp_path):
   assert 2.5 < record['paused_seconds'] < 4.5
   assert 1.5 < record['train_seconds'] < 3.5  # about 2 s ran; 5 s of wall time in all
   assert re.search(r'did not run for [34] s; not counted', err), err
+
+
+def test_training_clock_counts_training_that_holds_the_gil(tmp_path):
+  """Work in one long C call that holds the GIL past STALL_S (the clock's thread reads the
+  time late): counted as training time, not as a pause, since the process used CPU time."""
+  import re
+  import subprocess
+  import sys
+  from conftest import ROOT
+  proc = subprocess.run(
+      [sys.executable, '-c', _PAUSED_CHILD.format(root=ROOT, runs=str(tmp_path), busy=True)],
+      input='\n', capture_output=True, text=True, timeout=60)
+  assert proc.returncode == 0, proc.stderr
+  record = json.loads((tmp_path / 'gan' / 'results_run.json').read_text())
+  busy = float(re.search(r'busy ([0-9.]+) s', proc.stderr).group(1))
+  assert busy > 1.0, 'the C call was shorter than STALL_S: the test checks nothing'
+  assert record.get('paused_seconds', 0.0) == 0.0, proc.stderr
+  assert busy <= record['train_seconds'] < busy + 3.0
