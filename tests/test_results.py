@@ -6,11 +6,16 @@ checkpoint and skips the scored epoch 1); again (trains and scores nothing, same
 
 import json
 import os
+import re
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 from PIL import Image
 
-from conftest import run_script
+from conftest import ROOT, run_script
 
 SCRIPT = 'benchmarks/results.py'
 # 128 real images at batch 64: an "epoch" is 2 steps. 200 samples: above the 129 FID needs.
@@ -143,7 +148,6 @@ def test_report_keeps_rows_of_runs_recorded_elsewhere(tmp_path):
   """A report rebuilt from a runs_dir without the seed pair's runs (trained on another
   machine) keeps their rows, grids and real-data row; a row whose grid is gone is dropped,
   and a recipe recorded here replaces its old rows."""
-  import sys
   sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), 'benchmarks'))
   import results_report as report
   out, runs = tmp_path / 'out', tmp_path / 'runs'
@@ -190,12 +194,6 @@ with run.clock():
 def test_training_clock_leaves_out_time_the_process_was_stopped(tmp_path):
   """A results process stopped with SIGSTOP (a user pausing it to free the CPU) and resumed
   with SIGCONT: the stopped time goes to paused_seconds, not to the training time."""
-  import re
-  import signal
-  import subprocess
-  import sys
-  import time
-  from conftest import ROOT
   child = subprocess.Popen(
       [sys.executable, '-c', _PAUSED_CHILD.format(root=ROOT, runs=str(tmp_path), busy=False)],
       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -219,10 +217,6 @@ def test_training_clock_leaves_out_time_the_process_was_stopped(tmp_path):
 def test_training_clock_counts_training_that_holds_the_gil(tmp_path):
   """Work in one long C call that holds the GIL past STALL_S (the clock's thread reads the
   time late): counted as training time, not as a pause, since the process used CPU time."""
-  import re
-  import subprocess
-  import sys
-  from conftest import ROOT
   proc = subprocess.run(
       [sys.executable, '-c', _PAUSED_CHILD.format(root=ROOT, runs=str(tmp_path), busy=True)],
       input='\n', capture_output=True, text=True, timeout=60)
