@@ -81,6 +81,7 @@ FIELDS: dict[str, Check] = {
     'steps_per_dispatch': integer(0, note=' (0: auto, by backend)'),
     'dtype': one_of('float32', 'bfloat16'),
     'num_devices': integer(0, note=' (0: all local devices)'),
+    'dispatch_ahead': integer(0),
     'log_every_steps': integer(1),
     'checkpoint_every_steps': integer(0, note=' (0: at the end of each epoch only)'),
     'keep_checkpoints': integer(1),

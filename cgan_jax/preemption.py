@@ -1,8 +1,9 @@
 """Stopping on SIGTERM or SIGINT at a step boundary every process agrees on.
 
 SIGTERM is what `timeout`, SLURM, Kubernetes and preemptible GPU/TPU machines send before they
-reclaim a machine; SIGINT is Ctrl-C. On either, the trainer finishes the step in flight,
-saves a checkpoint and exits with 128 + the signal's number (143, 130).
+reclaim a machine; SIGINT is Ctrl-C. On either, the trainer finishes the steps already queued
+on the device (at most `config.dispatch_ahead` + 1 dispatches: trainer.DispatchWindow), saves a
+checkpoint and exits with 128 + the signal's number (143, 130).
 
 One process: a Python handler sets a flag the loop reads after each step.
 Several processes: JAX's preemption sync manager (started by `jax.distributed.initialize`)
@@ -64,7 +65,7 @@ class StopSignals:
       logging.warning('%s again: still saving the checkpoint (SIGKILL stops at once)', name)
       return
     self.received = signum
-    logging.warning('%s received: finishing the step in flight, then saving a checkpoint '
+    logging.warning('%s received: finishing the steps already queued, then saving a checkpoint '
                     '(a second Ctrl-C stops at once, without one)', name)
     if self._coordinated:
       os.kill(os.getpid(), signal.SIGTERM)  # JAX's notifier tells every process

@@ -49,6 +49,9 @@ def get_config() -> ml_collections.ConfigDict:
   # slower inside a loop there), a whole epoch on GPU/TPU (chunks still stop at each log,
   # checkpoint and FID step).
   c.steps_per_dispatch = 0
+  # Dispatches the host may queue ahead of the device (0: wait for each). A stop signal waits
+  # for these to finish before the checkpoint: at most (dispatch_ahead + 1) dispatches.
+  c.dispatch_ahead = 2
   c.dtype = 'float32'               # 'bfloat16': bf16 activations and conv/matmul inputs
   c.num_devices = 0                 # 0: all local devices
   c.log_every_steps = 100
@@ -63,6 +66,6 @@ def get_config() -> ml_collections.ConfigDict:
 
 # Fields that may differ between a checkpoint and the config resuming it.
 RUNTIME_FIELDS = ('num_epochs', 'data_dir', 'allow_download', 'pipeline', 'steps_per_dispatch',
-                  'dtype',
+                  'dispatch_ahead', 'dtype',
                   'num_devices', 'log_every_steps', 'checkpoint_every_steps', 'keep_checkpoints',
                   'sample_every_epochs', 'eval_every_steps', 'eval_num_samples', 'profile_steps')
