@@ -119,10 +119,14 @@ class DispatchWindow:
   """Keeps the host at most `ahead` dispatches in front of the device.
 
   JAX dispatches asynchronously: without a bound, the loop queues steps until something reads
-  a result (the next log line), and a SIGTERM then waits for all of them before the checkpoint:
-  100 steps of about 1 s each for the 64x64 DCGAN on 2 CPU cores, longer than the ~30 s notice
-  some preemptible machines give. `add` waits for the dispatch `ahead` places back, so after it
-  returns at most `ahead` dispatches are unfinished; 0 waits for each one.
+  a result (the next log line), and a SIGTERM then waits for all of them before the checkpoint.
+  Measured on the 64x64 DCGAN, 2 CPU cores (~11 s a step), 2026-12-03: a SIGTERM 6 min into a
+  run found 65 steps queued and the process exited 391 s later; with `ahead` 2, 48 s later
+  (3 steps, then the save). Some preemptible machines give a 30 s notice. `add` waits for the
+  dispatch `ahead` places back, so after it returns at most `ahead` dispatches are unfinished;
+  0 waits for each one. Throughput is unchanged: the seed CGAN, 300 steps, whole process,
+  `ahead` 2 against 1000: wall-time ratio 0.99 (0.82-1.03, 3 pairs), peak memory 1546 against
+  1635 MiB (fewer batches held).
   """
 
   def __init__(self, ahead: int):
