@@ -5,7 +5,7 @@ data, initial state, step and sample grid. The loop is the same for every model.
 
 Faults (README "Faults and preemption"): every config field is checked before anything is
 read or written; one trainer per workdir (`workdir_lock`); SIGTERM/SIGINT stop after the
-step in flight with a checkpoint (`preemption`); damaged checkpoints are skipped for the
+steps already queued (at most `dispatch_ahead` + 1 dispatches) with a checkpoint (`preemption`); damaged checkpoints are skipped for the
 newest that restores and set aside; a failed save stops the run (`checkpointing`).
 """
 
@@ -374,8 +374,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, task, images: np.nda
   # Several processes on CPU: one dispatch in flight at a time. With steps queued ahead,
   # XLA:CPU's gloo collectives deadlocked intermittently (2-process loopback, 2 devices each:
   # one device of a process inside a step's all-reduce while its other device waited to
-  # start that step; 3 of 3 one-epoch runs hung, 0 of 4 with this wait). GPUs and TPUs keep
-  # queueing ahead.
+  # start that step; 3 of 3 one-epoch runs hung, 0 of 4 with this wait). Elsewhere the host
+  # queues up to config.dispatch_ahead dispatches ahead.
   one_dispatch_in_flight = jax.process_count() > 1 and jax.default_backend() == 'cpu'
   ahead = DispatchWindow(0 if one_dispatch_in_flight else config.dispatch_ahead)
   stopping = False
