@@ -5,8 +5,9 @@ data, initial state, step and sample grid. The loop is the same for every model.
 
 Faults (README "Faults and preemption"): every config field is checked before anything is
 read or written; one trainer per workdir (`workdir_lock`); SIGTERM/SIGINT stop after the
-steps already queued (at most `dispatch_ahead` + 1 dispatches) with a checkpoint (`preemption`); damaged checkpoints are skipped for the
-newest that restores and set aside; a failed save stops the run (`checkpointing`).
+steps already queued (at most `dispatch_ahead` + 1 dispatches: `DispatchWindow`) with a
+checkpoint (`preemption`); damaged checkpoints are skipped for the newest that restores and
+set aside; a failed save stops the run (`checkpointing`).
 """
 
 import collections
