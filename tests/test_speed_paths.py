@@ -19,9 +19,11 @@ from tests.conftest import ROOT
 
 # (kernel, stride, in, out, input size): the CGAN's two layers, the 28x28 DCGAN's 5x5 s2
 # layers, the 64x64 DCGAN's 4x4 s2 ones (fewer channels), then odd and general cases.
-CONV_T_CASES = [(4, 2, 32, 16, 7), (4, 2, 16, 1, 14), (5, 2, 12, 8, 7), (5, 2, 8, 1, 14),
-                (4, 2, 16, 8, 4), (4, 2, 8, 4, 8), (3, 2, 5, 3, 6), (5, 3, 4, 2, 5),
-                (1, 2, 3, 2, 4), (2, 2, 3, 2, 3), (6, 3, 2, 3, 4)]
+# Cases that repeat a kind already in CI are opt-in (`make test-opt-in`; 5-8 s each).
+_opt_in = lambda *case: pytest.param(*case, marks=pytest.mark.opt_in)
+CONV_T_CASES = [(4, 2, 32, 16, 7), (4, 2, 16, 1, 14), (5, 2, 12, 8, 7), _opt_in(5, 2, 8, 1, 14),
+                (4, 2, 16, 8, 4), _opt_in(4, 2, 8, 4, 8), _opt_in(3, 2, 5, 3, 6), (5, 3, 4, 2, 5),
+                (1, 2, 3, 2, 4), _opt_in(2, 2, 3, 2, 3), (6, 3, 2, 3, 4)]
 
 
 def _sin_sum_grads(apply, params, x):
@@ -71,8 +73,8 @@ def test_fast_conv_transpose_rejects_unsupported_padding():
 # (kernel, stride, padding, in, out, input size): the 28x28 DCGAN D's layers, the 64x64 D's,
 # ACGAN's, then odd sizes and explicit padding.
 CONV_CASES = [(5, 2, 'SAME', 11, 8, 28), (5, 2, 'SAME', 8, 12, 14), (7, 1, 'VALID', 12, 1, 7),
-              (4, 2, 'SAME', 3, 8, 16), (3, 1, 'SAME', 8, 4, 14), (3, 2, 'SAME', 2, 4, 7),
-              (3, 2, ((0, 1), (2, 0)), 3, 2, 9)]
+              (4, 2, 'SAME', 3, 8, 16), _opt_in(3, 1, 'SAME', 8, 4, 14),
+              _opt_in(3, 2, 'SAME', 2, 4, 7), (3, 2, ((0, 1), (2, 0)), 3, 2, 9)]
 
 
 def _conv_grads_first_and_second_order(conv, params, x):
@@ -216,7 +218,7 @@ def _device_path(config, mesh, feed, epoch, chunks):
 @pytest.mark.parametrize('num_devices,chunks', [
     (1, (3, 2)),
     pytest.param(4, (3, 2), marks=pytest.mark.slow),      # ~20 s each on a quiet machine
-    pytest.param(4, (1,) * 5, marks=pytest.mark.slow)])
+    pytest.param(4, (1,) * 5, marks=[pytest.mark.slow, pytest.mark.opt_in])])
 def test_device_input_trains_the_same_model(num_devices, chunks, fashion_dir):
   """Device-resident split (fused steps, or one per dispatch) == host numpy pipeline."""
   config = _sgd_config()

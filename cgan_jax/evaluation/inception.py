@@ -172,12 +172,16 @@ class InceptionV3(nn.Module):
 
 
 def preprocess(x_BHWC: jax.Array) -> jax.Array:
-  """pytorch-fid's input: [0, 1] -> 3 channels -> bilinear 299x299 (align_corners=False,
-  no antialiasing, as torch's F.interpolate) -> [-1, 1]."""
+  """pytorch-fid's input: [0, 1] -> bilinear 299x299 (align_corners=False, no antialiasing,
+  as torch's F.interpolate) -> 3 channels -> [-1, 1]. Resizing is per channel, so this is
+  pytorch-fid's repeat-then-resize."""
   b, _, _, c = x_BHWC.shape
+  # A gray image is resized once and then repeated: the three channels are the same values by
+  # construction (resizing three copies can differ in the last bit between channels, as the
+  # compiler vectorizes them differently on some CPUs), and it is a third of the work.
+  x = jax.image.resize(x_BHWC.astype(jnp.float32), (b, SIZE, SIZE, c), 'linear', antialias=False)
   if c == 1:
-    x_BHWC = jnp.repeat(x_BHWC, 3, axis=-1)
-  x = jax.image.resize(x_BHWC.astype(jnp.float32), (b, SIZE, SIZE, 3), 'linear', antialias=False)
+    x = jnp.repeat(x, 3, axis=-1)
   return 2.0 * x - 1.0
 
 
