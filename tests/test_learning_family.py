@@ -87,17 +87,13 @@ def _score(judge, gan, state, conditional):
   return float(m.frechet_distance(*m.mean_cov(feats), train.mean, train.cov))
 
 
-# All opt-in (`make test-learning`, marker family_learning); the seed's conv GAN was in CI
-# until 2026-12-04 and left for CI's time budget (cdcgan and wgan_gp alone took 4.6 and 5.6 min of a CI run,
-# gan_mlp, cgan_mlp_embed and cgan_mlp_concat 0.6, 1.0 and 1.3); the seed's conv CGAN keeps
-# its own check in CI (tests/test_learning.py).
-IN_CI = set()  # the seed GAN's check (~70-100 s) is opt-in too since 2026-12-04 (CI time)
-
-
+# All opt-in (`make test-learning`, marker family_learning): cdcgan and wgan_gp alone took 4.6
+# and 5.6 min of a CI run, gan_mlp, cgan_mlp_embed and cgan_mlp_concat 0.6, 1.0 and 1.3. The
+# seed's conv GAN was in CI until 2026-12-04 (68 s) and left for CI's time budget; the seed's
+# conv CGAN keeps its own check in CI (tests/test_learning.py).
 @pytest.mark.slow
-@pytest.mark.parametrize('recipe', [
-    r if r in IN_CI else pytest.param(r, marks=pytest.mark.family_learning)
-    for r in sorted(BUDGETS)])
+@pytest.mark.family_learning
+@pytest.mark.parametrize('recipe', sorted(BUDGETS))
 def test_recipe_learns(recipe, tmp_path, fashion_dir, judge):
   num_steps, batch, conditional = BUDGETS[recipe]
   config = importlib.import_module(f'configs.{recipe}').get_config('fashion_mnist')
