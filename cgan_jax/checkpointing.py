@@ -123,7 +123,8 @@ class Checkpointer:
       raise UserError(f'cannot read checkpoint metadata at {self.path(step)}: '
                       f'{faults.root_cause(e)}') from e
     if isinstance(meta.get('config'), dict):
-      # Written before models took options (config.model a registry name): today's form.
+      # Written by an older version (a registry name for config.model, or a model group
+      # without an option added since): today's form.
       meta['config'] = models.upgrade(meta['config'])
     return meta
 

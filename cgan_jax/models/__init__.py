@@ -54,7 +54,8 @@ def _infogan(m, k, axis, shape):
   _only(shape, 'infogan')
   kw = dict(num_classes=k, conditional=m.conditioning != 'none', axis_name=axis,
             projection=m.conditioning == 'projection')
-  return ModelParts(infogan.Generator(**kw), infogan.Discriminator(**kw), uniform_latent,
+  return ModelParts(infogan.Generator(**kw),
+                    infogan.Discriminator(**kw, minibatch_std=m.minibatch_std), uniform_latent,
                     kw['conditional'], _SIGMOID)
 
 
@@ -149,7 +150,9 @@ FAMILIES: dict[str, Family] = {
     # conditioning=projection: the same layers with class-conditional BN in G and a
     # spectrally normalised projection D (Miyato & Koyama 2018): the modern conditioning on
     # the seed's nets (configs/cgan_projection_infogan.py).
-    'infogan': Family(_infogan, {'conditioning': ('concat', ('none', 'concat', 'projection'))},
+    # minibatch_std=G: D sees the minibatch stddev of groups of G examples (Karras et al. 2018).
+    'infogan': Family(_infogan, {'conditioning': ('concat', ('none', 'concat', 'projection')),
+                                 'minibatch_std': (0, (0, 2, 4, 8))},
                       lambda m: {'concat': 'infogan_cgan', 'none': 'infogan_gan'}.get(
                           m['conditioning'], f'infogan_{m["conditioning"]}')),
     # Fully connected: unconditional, label concatenated, or label embedding x input.
@@ -302,11 +305,19 @@ def label(config_or_model: Any) -> str:
 
 
 def upgrade(config: dict[str, Any]) -> dict[str, Any]:
-  """A config (as a dict) written before models took options -> today's form: the registry
-  name becomes config.model's family and options, and the top-level model options move into
-  it (those the family does not have had no effect and are dropped). Today's configs are
-  returned as they are; an unknown old name is left for the validation to refuse."""
+  """A config (as a dict) written by an older version -> today's form. A registry name
+  (before models took options) becomes config.model's family and options, and the top-level
+  model options move into it (those the family does not have had no effect and are dropped);
+  a model group lacking an option its family has gained since gets the option's default (the
+  behaviour it was trained with). Anything else is returned as it is; an unknown name is left
+  for the validation to refuse."""
   old = config.get('model')
+  if isinstance(old, dict) and old.get('name') in FAMILIES:
+    missing = FAMILIES[old['name']].defaults.keys() - old.keys()
+    if not missing:
+      return config
+    return {**config, 'model': {**old, **{k: FAMILIES[old['name']].defaults[k]
+                                          for k in sorted(missing)}}}
   if not isinstance(old, str) or old not in LEGACY_NAMES:
     return config
   new = {k: v for k, v in config.items() if k not in _LEGACY_FIELDS}

@@ -1,11 +1,14 @@
 """Pieces every model file shares: D's output type, latent priors, initialisers, norms."""
 
 import functools
+import math
 from typing import Callable, NamedTuple, Optional
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from cgan_jax.errors import UserError
 
 
 class DOutput(NamedTuple):
@@ -94,3 +97,29 @@ class EmbedAsDense(nn.Module):
   def __call__(self, y_B: jax.Array) -> jax.Array:
     table = self.param('kernel', self.embedding_init, (self.num_classes, self.features))
     return jnp.take(table, y_B, axis=0)
+
+
+def minibatch_stddev(h_BHWC: jax.Array, group: int, train: bool) -> jax.Array:
+  """h with the minibatch standard deviation appended as one more channel (Karras et al.,
+  ICLR 2018, "Progressive Growing of GANs", section 3): for each group of `group` consecutive
+  examples, the standard deviation over the group of every feature at every position,
+  averaged into one scalar, repeated over the group's examples and positions. A D that sees
+  it can tell a batch of too-similar fakes from real data (a check on mode collapse, which a
+  BatchNorm D gets implicitly from its batch statistics and a spectrally normalised one lacks).
+
+  Groups are consecutive examples of this device's batch, so a per-device batch divisible by
+  `group` gives the groups one device would make of the global batch (N devices agree with
+  one); training refuses any other batch. Outside training (parameter init on one example)
+  the group shrinks to gcd(group, batch). Works on (B, F) as on (B, H, W, C).
+  """
+  b = h_BHWC.shape[0]
+  if b % group:
+    if train:
+      raise UserError(f'model.minibatch_std={group} needs each device\'s batch to divide by '
+                      f'{group}; this one has {b} examples (batch_size / devices)')
+    group = math.gcd(b, group)
+  h_GSHWC = h_BHWC.astype(jnp.float32).reshape(b // group, group, *h_BHWC.shape[1:])
+  std_G = jnp.mean(jnp.sqrt(jnp.var(h_GSHWC, axis=1) + 1e-8),
+                   axis=tuple(range(1, h_BHWC.ndim)))
+  std_B1 = jnp.repeat(std_G, group).astype(h_BHWC.dtype).reshape((b,) + (1,) * (h_BHWC.ndim - 1))
+  return jnp.concatenate([h_BHWC, jnp.broadcast_to(std_B1, h_BHWC.shape[:-1] + (1,))], -1)

@@ -13,6 +13,10 @@ Koyama (2018) on these layers: no label maps, every layer spectrally normalised 
 2018) in place of D's BatchNorms, φ(x) the 1024-feature after the last lReLU, and
 logit = ψ(φ) + ⟨embed(y), φ⟩. It isolates the conditioning method from the architecture:
 the seed CGAN's nets, layer for layer, with only the conditioning changed.
+
+With `minibatch_std=G` (family option, 0: off), D appends the minibatch standard deviation
+of groups of G examples (Karras et al. 2018) as a 129th channel of its 7x7x128 features,
+before the FC 1024 (models.common.minibatch_stddev).
 """
 
 import functools
@@ -22,7 +26,8 @@ import jax
 import jax.numpy as jnp
 
 from cgan_jax.models.common import (  # noqa: F401
-    ConditionalBatchNorm, DOutput, EmbedAsDense, label_maps, spectral_normed, uniform_latent)
+    ConditionalBatchNorm, DOutput, EmbedAsDense, label_maps, minibatch_stddev, spectral_normed,
+    uniform_latent)
 from cgan_jax.models import layers
 
 # The reference TF code: N(0, 0.02) kernels, BatchNorm decay 0.9, epsilon 1e-5.
@@ -73,6 +78,12 @@ class Discriminator(nn.Module):
   conditional: bool = True
   axis_name: str | None = None
   projection: bool = False  # the spectrally normalised projection D on the same layers
+  minibatch_std: int = 0  # > 0: the minibatch stddev of groups of this size as a channel
+
+  def _mbstd(self, h_BHWC: jax.Array, train: bool) -> jax.Array:
+    if not self.minibatch_std:
+      return h_BHWC
+    return minibatch_stddev(h_BHWC, self.minibatch_std, train)
 
   @nn.compact
   def __call__(self, x_BHWC: jax.Array, y_B: jax.Array, train: bool) -> DOutput:
@@ -81,7 +92,7 @@ class Discriminator(nn.Module):
     h = label_maps(x_BHWC, y_B, self.num_classes) if self.conditional else x_BHWC
     h = nn.leaky_relu(_Conv(64, (4, 4), strides=(2, 2))(h), 0.2)
     h = nn.leaky_relu(_bn(train, self.axis_name)(_Conv(128, (4, 4), strides=(2, 2))(h)), 0.2)
-    h = h.reshape(h.shape[0], -1)
+    h = self._mbstd(h, train).reshape(h.shape[0], -1)
     h = nn.leaky_relu(_bn(train, self.axis_name)(_Dense(1024)(h)), 0.2)
     return DOutput(_Dense(1)(h)[:, 0])
 
@@ -91,6 +102,7 @@ class Discriminator(nn.Module):
     sn = lambda layer, h: spectral_normed(layer)(h, update_stats=train)
     h = nn.leaky_relu(sn(_Conv(64, (4, 4), strides=(2, 2), name='Conv_0'), x_BHWC), 0.2)
     h = nn.leaky_relu(sn(_Conv(128, (4, 4), strides=(2, 2), name='Conv_1'), h), 0.2)
+    h = self._mbstd(h, train)
     phi_BF = nn.leaky_relu(sn(_Dense(1024, name='Dense_0'), h.reshape(h.shape[0], -1)), 0.2)
     self.sow('intermediates', 'phi', phi_BF)  # read by the tests (mutable=['intermediates'])
     logits = sn(_Dense(1, name='psi'), phi_BF)[:, 0]
