@@ -160,6 +160,8 @@ def _config(recipe=cgan_projection, **overrides):
   c = recipe.get_config()
   if c.model.name == 'sngan':
     c.model.update(dict(g_width=8, d_width=8))
+  else:  # the seed's nets: D's minibatch stddev on too, in groups of 2 (a device's share)
+    c.model.minibatch_std = 2
   c.update(dict(n_critic=2, z_dim=16, batch_size=8, ema_decay=0.9,
                 ema_start_step=2, diffaugment='color,translation,cutout'))
   c.update(overrides)
@@ -244,7 +246,8 @@ def _batches(n, micro=2, batch=8):
 
 # The seed-net variant is opt-in (`make test-opt-in`, 38-40 s of a CI run): it runs the same
 # pieces (projection, spectral norm, EMA, DiffAugment) on the seed's conv nets instead of the
-# ResNets, which the first case already checks across devices.
+# ResNets, which the first case already checks across devices, and D's minibatch stddev
+# (tests/test_minibatch_std.py checks its per-device groups in CI).
 @pytest.mark.parametrize('recipe', [
     cgan_projection, pytest.param(cgan_projection_infogan, marks=pytest.mark.opt_in)],
     ids=lambda r: r.__name__.split('.')[-1])
