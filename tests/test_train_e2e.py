@@ -132,16 +132,21 @@ def test_refuses_a_checkpoint_of_another_config(trained, override, needle):
   assert _tree_digest(workdir / 'checkpoints') == before
 
 
-def test_resumes_a_checkpoint_written_before_model_options(trained, tmp_path):
-  """Its config says model='infogan_cgan' (the registry name then): read as today's group,
-  it equals the recipe's config, so the run resumes."""
+@pytest.mark.parametrize('saved_model', [
+    'infogan_cgan', {'name': 'infogan', 'conditioning': 'concat'}],
+    ids=['before_model_options', 'before_minibatch_std'])
+def test_resumes_a_checkpoint_written_before_model_options(trained, tmp_path, saved_model):
+  """Its config says model='infogan_cgan' (the registry name then), or has the group without
+  an option the family gained since (minibatch_std): read as today's group, it equals the
+  recipe's config, so the run resumes."""
   workdir, _ = trained
   old = tmp_path / 'old'
   shutil.copytree(workdir, old)
   path = old / 'checkpoints' / '8' / 'meta' / 'metadata'
   meta = json.loads(path.read_text())
-  assert meta['config']['model'] == {'name': 'infogan', 'conditioning': 'concat'}
-  meta['config']['model'] = 'infogan_cgan'
+  assert meta['config']['model'] == {'name': 'infogan', 'conditioning': 'concat',
+                                     'minibatch_std': 0}
+  meta['config']['model'] = saved_model
   path.write_text(json.dumps(meta))
   proc = _train(old, '--config.num_epochs=3')
   assert proc.returncode == 0, proc.stderr[-3000:]
