@@ -29,7 +29,9 @@ is behind the seed: FID 13.95, 80.2 %. With D's lr raised to G's 1e-3
 intra-FID 1.62, 92.3 %, recall 0.55 (closer to the seed at 20, behind it at 1; not adopted).
 With that and two D updates per G update (`--config.n_critic=2`): epoch 1 FID 6.59, 78.7 %;
 epoch 20 EMA G FID 0.68, intra-FID 1.48, 92.4 %, precision 0.823, recall 0.635 (not adopted:
-behind the seed on FID at 20 and on class accuracy at 1).
+behind the seed on FID at 20 and on class accuracy at 1). With D's minibatch stddev
+(`--config.model.minibatch_std=4`, 2026-12-07): epoch 1 FID 8.06, 83.2 %; epoch 20 EMA G FID
+0.91, intra-FID 1.86, 94.6 %, precision 0.904, recall 0.487 (not adopted: recall and FID worse).
 Learning check (tests/test_learning_family.py, opt-in):
 class agreement 0.69 at 300 steps. README, "The projection cGAN against the seed CGAN".
 """
