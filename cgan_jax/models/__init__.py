@@ -313,11 +313,7 @@ def upgrade(config: dict[str, Any]) -> dict[str, Any]:
   for the validation to refuse."""
   old = config.get('model')
   if isinstance(old, dict) and old.get('name') in FAMILIES:
-    missing = FAMILIES[old['name']].defaults.keys() - old.keys()
-    if not missing:
-      return config
-    return {**config, 'model': {**old, **{k: FAMILIES[old['name']].defaults[k]
-                                          for k in sorted(missing)}}}
+    return {**config, 'model': {'name': old['name'], **FAMILIES[old['name']].defaults, **old}}
   if not isinstance(old, str) or old not in LEGACY_NAMES:
     return config
   new = {k: v for k, v in config.items() if k not in _LEGACY_FIELDS}
