@@ -92,6 +92,6 @@ def test_a_checkpoint_config_from_before_the_option_resumes():
   today.model.minibatch_std = 4
   with pytest.raises(UserError, match='model.minibatch_std: checkpoint 0 vs config 4'):
     trainer.check_same_run({'config': models.upgrade(saved)}, today, 'runs/x')
+  today.model.minibatch_std = 0
   with pytest.raises(UserError, match='model.minibatch_std: checkpoint None vs config 0'):
-    today.model.minibatch_std = 0
     trainer.check_same_run({'config': saved}, today, 'runs/x')  # what upgrade() prevents
