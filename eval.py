@@ -6,6 +6,9 @@ for pix2pix L1, SSIM and FID, for CycleGAN the target-class share and FID (one t
 One row per run (its latest checkpoint, or every checkpoint with --all_checkpoints), after a
 real-data row (the test split scored the same way: the ceiling of every column). Features come
 from the committed classifier (cgan_jax/assets/); the same --seed prints the same digits.
+--draws=5 scores five sample sets per run row and prints FID, precision, recall, intra-FID and
+class accuracy as mean ± std over them: how far a difference between two rows is the noise of
+drawing the samples (it says nothing of the noise of training: that needs runs with other seeds).
 As one process of a multi-process job (the flags of train.py: --coordinator_address, ...),
 every process computes the same table and process 0 prints it.
 """
@@ -21,6 +24,9 @@ _WORKDIR = flags.DEFINE_multi_string('workdir', None, 'A train.py workdir; repea
 _NUM_SAMPLES = flags.DEFINE_integer('num_samples', 10000, 'Generated samples per row.')
 _FORMAT = flags.DEFINE_enum('format', 'markdown', ['markdown', 'csv', 'json'], 'Table format.')
 _SEED = flags.DEFINE_integer('seed', 0, 'Seeds the noise, the KID subsets and the real subsets.')
+_DRAWS = flags.DEFINE_integer('draws', 1, 'Sample sets per run row, with seeds --seed, --seed + 1, '
+                              '...: FID, precision, recall, intra-FID and cond. acc print as mean '
+                              '± std over the draws (the first draw is the one-draw row).')
 _ALL = flags.DEFINE_bool('all_checkpoints', False, 'One row per checkpoint (metric vs step).')
 _PLOT = flags.DEFINE_string('plot', None, 'With --all_checkpoints: also draw metric vs step to '
                             'this PNG (one panel per metric, one line per run).')
@@ -56,7 +62,7 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   from cgan_jax.errors import UserError
   for flag, least in ((_BATCH, 1), (_KID_SUBSETS, 1), (_KID_SUBSET_SIZE, 2),
-                      (_INCEPTION_BATCH, 0), (_NUM_REAL, 0)):
+                      (_INCEPTION_BATCH, 0), (_NUM_REAL, 0), (_DRAWS, 1)):
     if flag.value < least:
       raise UserError(f'--{flag.name} must be at least {least}, got {flag.value}')
   if _PLOT.value and not _ALL.value:
@@ -72,11 +78,14 @@ def main(argv):
                               features=tuple(_FEATURES.value),
                               inception_weights=_INCEPTION_WEIGHTS.value,
                               inception_batch_size=_INCEPTION_BATCH.value,
-                              num_real=_NUM_REAL.value, generator=_GENERATOR.value)
+                              num_real=_NUM_REAL.value, generator=_GENERATOR.value,
+                              draws=_DRAWS.value)
   by_kind = evaluator.evaluate(_WORKDIR.value, options, _ALL.value, _REFERENCE.value)
   from cgan_jax.evaluation import translation
+  seeds = (f'seed {_SEED.value}' if _DRAWS.value == 1 else
+           f'seeds {_SEED.value} to {_SEED.value + _DRAWS.value - 1}, one per draw')
   captions = {
-      'gan': (f'seed {_SEED.value}. FID, KID, intra-FID: lower is better; IS, precision, '
+      'gan': (f'{seeds}. FID, KID, intra-FID: lower is better; IS, precision, '
               'recall, cond. acc: higher is better. The real row scores the test split against '
               'the train split: the best a model can do.'),
       'pix2pix': ('pix2pix on the test split: L1 and SSIM of G(A) to the target B (pixels in '

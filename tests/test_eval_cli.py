@@ -65,14 +65,34 @@ def test_csv_columns_and_seed_dependence(cgan, eval_py):
   rows = list(csv.DictReader(io.StringIO(out)))
   assert list(rows[0]) == ['run', 'model', 'dataset', 'step', 'samples', 'fid', 'kid', 'kid_std',
                            'is', 'is_std', 'precision', 'recall', 'intra_fid', 'cond_acc',
-                           'features', 'extractor', 'extractor_sha256', 'real_split',
-                           'real_images', 'resize', 'seed', 'note']
+                           'fid_draw_std', 'precision_draw_std', 'recall_draw_std',
+                           'intra_fid_draw_std', 'cond_acc_draw_std', 'features', 'extractor',
+                           'extractor_sha256', 'real_split', 'real_images', 'resize', 'seed',
+                           'draws', 'note']
   assert rows[0]['extractor'] == 'classifier' and rows[0]['real_images'] == '60000'
-  assert rows[0]['seed'] == '4' and rows[0]['note'] == '-'
+  assert rows[0]['seed'] == '4' and rows[0]['note'] == '-' and rows[0]['draws'] == '1'
+  assert rows[0]['fid_draw_std'] == '-'  # one draw: no spread
   assert len(rows) == 1 and rows[0]['step'] == '4'
   seed3 = json.loads(eval_py(f'--workdir={cgan}', '--format=json', '--seed=3',
                              '--noreference'))[0]
   assert float(rows[0]['fid']) != seed3['fid']  # another seed draws other noise
+
+
+def test_draws_are_the_mean_and_spread_of_the_seeds_they_name(cgan, eval_py):
+  """--draws=2 --seed=5 is the mean of the rows of --seed=5 and --seed=6, with their spread."""
+  one = lambda *a: json.loads(eval_py(f'--workdir={cgan}', '--format=json', '--noreference',
+                                      *a))[0]
+  both, five, six = one('--seed=5', '--draws=2'), one('--seed=5'), one('--seed=6')
+  assert both['draws'] == 2 and both['seed'] == 5 and five['fid'] != six['fid']
+  for key in ('fid', 'kid', 'is', 'precision', 'recall', 'intra_fid', 'cond_acc'):
+    assert both[key] == pytest.approx((five[key] + six[key]) / 2, rel=1e-9, abs=1e-12), key
+  for key in ('fid', 'precision', 'recall', 'intra_fid', 'cond_acc'):
+    spread = abs(five[key] - six[key]) / 2 ** 0.5  # the sample std of two numbers
+    assert both[f'{key}_draw_std'] == pytest.approx(spread, rel=1e-9, abs=1e-12), key
+  table = eval_py(f'--workdir={cgan}', '--seed=5', '--draws=2')
+  assert '2 draws per run row, seeds 5 to 6' in table
+  model = [l for l in table.splitlines() if l.startswith(f'| {cgan}')][0]
+  assert f"{both['fid']:.2f} ± {both['fid_draw_std']:.2f}" in model
 
 
 def test_periodic_fid_during_training(tmp_path_factory, fashion_dir, jax_env):

@@ -110,3 +110,7 @@ def test_corrupt_classifier_asset(gan, tmp_path, eval_py):
 def test_bad_kid_subset_size(gan, eval_py):
   _assert_one_line_error(eval_py(f'--workdir={gan}', '--kid_subset_size=1'),
                          'kid_subset_size')
+
+
+def test_zero_draws(gan, eval_py):
+  _assert_one_line_error(eval_py(f'--workdir={gan}', '--draws=0'), '--draws must be at least 1')

@@ -219,6 +219,29 @@ def test_tables_render_every_format_with_dashes_for_unconditional_models():
     tables.render([_ROW], 'html')
 
 
+def test_draws_combine_into_means_and_sample_stds_with_dashes_kept():
+  draws = [dict(_ROW, fid=1.0, precision=0.5, recall=0.2), dict(_ROW, fid=2.0, precision=0.7,
+                                                                 recall=0.2)]
+  scores = [{k: r[k] for k in ('fid', 'kid', 'kid_std', 'is', 'is_std', 'precision', 'recall',
+                               'intra_fid', 'cond_acc')} for r in draws]
+  row = evaluator.combine_draws(scores)
+  assert row['fid'] == 1.5 and row['precision'] == pytest.approx(0.6) and row['recall'] == 0.2
+  assert row['fid_draw_std'] == pytest.approx(0.5 ** 0.5)  # ddof 1: |1 - 2| / sqrt(2)
+  assert row['precision_draw_std'] == pytest.approx(0.2 / 2 ** 0.5)
+  assert row['recall_draw_std'] == 0.0 and row['kid'] == _ROW['kid']
+  assert row['intra_fid'] is None and row['cond_acc_draw_std'] is None  # unconditional: dashes
+  single = evaluator.combine_draws(scores[:1])
+  assert single['fid'] == 1.0 and single['fid_draw_std'] is None  # one draw: no spread
+  md = tables.render([dict(_ROW, **row, seed=0, draws=2, extractor='classifier',
+                           extractor_sha256='0' * 64, real_split='train', real_images=60000,
+                           resize='none')], 'markdown')
+  cells = [l for l in md.splitlines() if l.startswith('| runs/a')][0].split(' | ')
+  assert cells[4:5] == ['1.50 ± 0.71'] and cells[7] == '0.600 ± 0.141' and cells[-1] == '- |'
+  assert '2 draws per run row, seeds 0 to 1' in md
+  with pytest.raises(UserError, match='--draws must be at least 1'):
+    evaluator.Options(draws=0)
+
+
 def test_mnist_classifier_trains_from_idx_files_and_loads(tmp_path):
   """The MNIST asset is trained on a connected machine; here the same path on tiny IDX files."""
   rng = np.random.default_rng(10)

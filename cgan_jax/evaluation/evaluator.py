@@ -6,6 +6,7 @@ feature space (the committed classifier; InceptionV3 with pytorch-fid's weights 
 comparable with papers) gives its own rows, each carrying the protocol it was computed with.
 """
 
+import copy
 import dataclasses
 import functools
 from typing import Any, Callable
@@ -22,6 +23,9 @@ from cgan_jax.evaluation import classifier, features, metrics
 
 Row = dict[str, Any]
 EXTRACTORS = ('classifier', 'inception')
+# With several draws per run row: the metrics whose spread over the draws each row also gives
+# (as '<key>_draw_std'). KID's and IS's own ± (over subsets / splits) stay as they are.
+DRAW_STD_KEYS = ('fid', 'precision', 'recall', 'intra_fid', 'cond_acc')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,8 +47,14 @@ class Options:
   # Which G of a run with an EMA: 'auto' (the EMA when present), 'ema', 'raw', or 'both'
   # (two rows per run, "<model> (ema)" and "<model> (raw)"; one row for runs without an EMA).
   generator: str = 'auto'
+  # Independent sample sets per noise-to-image run row, drawn and scored with seeds seed,
+  # seed + 1, ...: each metric is their mean, DRAW_STD_KEYS also get their standard deviation.
+  # The first draw is the one-draw row.
+  draws: int = 1
 
   def __post_init__(self):
+    if self.draws < 1:
+      raise UserError(f'--draws must be at least 1, got {self.draws}')
     if self.generator not in (*state_lib.GENERATORS, 'both'):
       raise UserError(f'--generator must be one of {", ".join(state_lib.GENERATORS)}, both; '
                       f'got {self.generator!r}')
@@ -113,6 +123,14 @@ class DatasetEvaluator:
   def test(self) -> features.RealSet:
     return self.real_split('test')
 
+  def reseeded(self, seed: int) -> 'DatasetEvaluator':
+    """This evaluator with another seed: shares the feature network, the real sets and the
+    compiled samplers; draws its own noise, KID subsets and precision/recall reference."""
+    other = copy.copy(self)
+    other.options = dataclasses.replace(self.options, seed=seed)
+    other.__dict__.pop('pr_reference', None)  # seeded: a subset of the train split
+    return other
+
   def _subset(self, n: int, size: int, salt: int) -> np.ndarray:
     """Sorted indices of a seeded subset of range(n) (all of it when size >= n)."""
     if size >= n:
@@ -174,6 +192,16 @@ class DatasetEvaluator:
                         self.num_classes * (self.feature_dim + 1))
     return row
 
+  def score_draws(self, gan: state_lib.GAN, g_params: Any, g_stats: Any) -> tuple[Row, int]:
+    """score() of options.draws sample sets of G (seeds seed, seed + 1, ...), combined by
+    combine_draws; and the number of images in each."""
+    rows = []
+    for i in range(self.options.draws):
+      drawer = self if i == 0 else self.reseeded(self.options.seed + i)
+      feats, probs, labels = drawer.sample(gan, g_params, g_stats)
+      rows.append(drawer.score(feats, probs, labels, gan.conditional))
+    return combine_draws(rows), len(labels)
+
   def _header(self, run: str, model: str, step: int | None, samples: int) -> Row:
     return {'run': run, 'model': model, 'dataset': self.dataset, 'step': step,
             'samples': samples}
@@ -183,7 +211,7 @@ class DatasetEvaluator:
     s = self.space
     return {'features': s.tag, 'extractor': s.name, 'extractor_sha256': s.sha256,
             'real_split': 'train', 'real_images': len(self.train.labels), 'resize': s.resize,
-            'seed': self.options.seed, 'note': s.note or None}
+            'seed': self.options.seed, 'draws': self.options.draws, 'note': s.note or None}
 
   def reference_row(self) -> Row:
     """The real test split scored like a model: the ceiling of every column."""
@@ -214,12 +242,27 @@ class DatasetEvaluator:
     for kind in kinds:
       g_params, g_stats = state_lib.sampling_generator(state, kind)
       label = models.label(config) + (f' ({kind})' if which == 'both' and state.g_ema else '')
-      logging.info('Scoring %s step %d (%s, %d samples)', workdir, step, label,
-                   self.options.num_samples)
-      feats, probs, labels = self.sample(gan, g_params, g_stats)
-      rows.append({**self._header(workdir, label, step, len(labels)),
-                   **self.score(feats, probs, labels, gan.conditional), **self.protocol()})
+      logging.info('Scoring %s step %d (%s, %d samples%s)', workdir, step, label,
+                   self.options.num_samples,
+                   f' x {self.options.draws} draws' if self.options.draws > 1 else '')
+      scores, samples = self.score_draws(gan, g_params, g_stats)
+      rows.append({**self._header(workdir, label, step, samples), **scores, **self.protocol()})
     return rows
+
+
+def combine_draws(rows: list[Row]) -> Row:
+  """One row from the scores of several draws: each metric's mean (None where it does not
+  apply), and for DRAW_STD_KEYS '<key>_draw_std', the sample standard deviation over the
+  draws (ddof 1; None for a single draw)."""
+  out: Row = {}
+  for key in rows[0]:
+    values = [row[key] for row in rows]
+    out[key] = None if values[0] is None else float(np.mean(values))
+  for key in DRAW_STD_KEYS:
+    values = [row[key] for row in rows]
+    out[f'{key}_draw_std'] = (None if len(rows) < 2 or values[0] is None
+                              else float(np.std(values, ddof=1)))
+  return out
 
 
 def evaluate(workdirs: list[str], options: Options, all_checkpoints: bool = False,

@@ -1,8 +1,10 @@
 """Rows of metrics -> markdown, CSV or JSON; a metric that does not apply is a dash (JSON: null).
 
 Every GAN table states its protocol: the feature extractor and its checksum, the real split and
-its size, the number of generated images, the resize and the seed (markdown: a line above each
-table, one table per dataset and extractor; CSV and JSON: columns of every row).
+its size, the number of generated images, the resize, the seed and the number of draws
+(markdown: a line above each table, one table per dataset and extractor; CSV and JSON: columns
+of every row). With several draws per run row, FID, precision, recall, intra-FID and class
+accuracy print as mean ± standard deviation over the draws ('<key>_draw_std' columns).
 """
 
 import csv
@@ -16,8 +18,9 @@ Row = dict[str, Any]
 FORMATS = ('markdown', 'csv', 'json')
 # Machine-readable columns (CSV header, JSON keys), in order.
 COLUMNS = ('run', 'model', 'dataset', 'step', 'samples', 'fid', 'kid', 'kid_std', 'is', 'is_std',
-           'precision', 'recall', 'intra_fid', 'cond_acc', 'features', 'extractor',
-           'extractor_sha256', 'real_split', 'real_images', 'resize', 'seed', 'note')
+           'precision', 'recall', 'intra_fid', 'cond_acc', 'fid_draw_std', 'precision_draw_std',
+           'recall_draw_std', 'intra_fid_draw_std', 'cond_acc_draw_std', 'features', 'extractor',
+           'extractor_sha256', 'real_split', 'real_images', 'resize', 'seed', 'draws', 'note')
 DASH = '-'
 
 
@@ -30,19 +33,28 @@ def _fixed(digits: int) -> Callable[[Row, str], str]:
   return lambda row, k: f'{row[k]:.{digits}f}'
 
 
+def _over_draws(scale: float, digits: int, unit: str = '') -> Callable[[Row, str], str]:
+  """The value, with ' ± std over the draws' when the row has several."""
+  def fmt(row: Row, k: str) -> str:
+    spread = row.get(k + '_draw_std')
+    pm = '' if spread is None else f' ± {spread * scale:.{digits}f}'
+    return f'{row[k] * scale:.{digits}f}{pm}{unit}'
+  return fmt
+
+
 # Markdown: (key, header, formatter) for human eyes.
 _MARKDOWN = (
     ('run', 'run', lambda r, k: str(r[k])),
     ('model', 'model', lambda r, k: str(r[k])),
     ('step', 'step', lambda r, k: str(r[k])),
     ('samples', 'samples', lambda r, k: str(r[k])),
-    ('fid', 'FID ↓', _fixed(2)),
+    ('fid', 'FID ↓', _over_draws(1.0, 2)),
     ('kid', 'KID×10³ ↓', _pm(1e3, 2)),
     ('is', 'IS ↑', _pm(1.0, 2)),
-    ('precision', 'precision ↑', _fixed(3)),
-    ('recall', 'recall ↑', _fixed(3)),
-    ('intra_fid', 'intra-FID ↓', _fixed(2)),
-    ('cond_acc', 'cond. acc ↑', lambda r, k: f'{100 * r[k]:.1f} %'),
+    ('precision', 'precision ↑', _over_draws(1.0, 3)),
+    ('recall', 'recall ↑', _over_draws(1.0, 3)),
+    ('intra_fid', 'intra-FID ↓', _over_draws(1.0, 2)),
+    ('cond_acc', 'cond. acc ↑', _over_draws(100.0, 1, ' %')),
 )
 
 
@@ -52,10 +64,14 @@ def protocol_line(row: Row) -> str:
     return ''
   seen = row.get('samples')
   note = f' **{row["note"]}.**' if row.get('note') else ''
+  draws, seed = row.get('draws') or 1, row['seed']
+  seeds = (f'seed {seed}' if draws == 1 else
+           f'{draws} draws per run row, seeds {seed} to {seed + draws - 1} (FID, precision, '
+           'recall, intra-FID, cond. acc: mean ± std over the draws; KID and IS: means of both numbers)')
   return (f'Protocol: features {row["extractor"]} `{row["features"]}` (sha256 '
           f'{row["extractor_sha256"]}); real statistics: the {row["real_split"]} split, '
           f'{row["real_images"]} images; {seen} generated images per run row (the real row: '
-          f'test-split images); resize: {row["resize"]}; seed {row["seed"]}.{note}')
+          f'test-split images); resize: {row["resize"]}; {seeds}.{note}')
 
 
 def markdown(rows: list[Row], caption: str = '') -> str:
