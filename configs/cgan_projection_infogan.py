@@ -32,9 +32,10 @@ epoch 20 EMA G FID 0.68, intra-FID 1.48, 92.4 %, precision 0.823, recall 0.635 (
 behind the seed on FID at 20 and on class accuracy at 1). With D's minibatch stddev
 (`--config.model.minibatch_std=4`, 2026-12-07): epoch 1 FID 8.06, 83.2 %; epoch 20 EMA G FID
 0.91, intra-FID 1.86, 94.6 %, precision 0.904, recall 0.487 (not adopted: recall and FID worse).
-Seeds 1 and 2 at epoch 1 (`--config.seed=N`, 2026-12-07, another CPU): FID 7.42, 7.56, class
-accuracy 83.8 %, 85.0 % (the seed CGAN: 6.94, 8.75; 82.6 %, 80.3 %): mean over three seeds
-7.16 and 84.1 % against 8.43 and 81.5 %. The seed CGAN with this recipe's hinge loss reaches
+Seeds 1 to 3 at epoch 1 (`--config.seed=N`, 2026-12-07, another CPU): FID 7.42, 7.56, 8.79,
+class accuracy 83.8 %, 85.0 %, 85.2 % (the seed CGAN: 6.94, 8.75, 7.93; 82.6 %, 80.3 %,
+81.4 %): over four seeds class accuracy is ahead in each (mean 84.4 % against 81.5 %), FID in
+two of four (mean 7.57 against 8.30, within one standard error). The seed CGAN with this recipe's hinge loss reaches
 FID 0.87, intra-FID 2.02, 92.7 %, recall 0.543 at epoch 20: the hinge, not the conditioning,
 costs the recall and FID at 20; at equal loss the EMA G here is ahead on FID, intra-FID and
 class accuracy.
