@@ -62,7 +62,7 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   from cgan_jax.errors import UserError
   for flag, least in ((_BATCH, 1), (_KID_SUBSETS, 1), (_KID_SUBSET_SIZE, 2),
-                      (_INCEPTION_BATCH, 0), (_NUM_REAL, 0), (_DRAWS, 1)):
+                      (_INCEPTION_BATCH, 0), (_NUM_REAL, 0)):
     if flag.value < least:
       raise UserError(f'--{flag.name} must be at least {least}, got {flag.value}')
   if _PLOT.value and not _ALL.value:

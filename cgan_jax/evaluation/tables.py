@@ -67,7 +67,8 @@ def protocol_line(row: Row) -> str:
   draws, seed = row.get('draws') or 1, row['seed']
   seeds = (f'seed {seed}' if draws == 1 else
            f'{draws} draws per run row, seeds {seed} to {seed + draws - 1} (FID, precision, '
-           'recall, intra-FID, cond. acc: mean ± std over the draws; KID and IS: means of both numbers)')
+           'recall, intra-FID, cond. acc: mean ± std over the draws; KID and IS: means of both '
+           'numbers)')
   return (f'Protocol: features {row["extractor"]} `{row["features"]}` (sha256 '
           f'{row["extractor_sha256"]}); real statistics: the {row["real_split"]} split, '
           f'{row["real_images"]} images; {seen} generated images per run row (the real row: '
