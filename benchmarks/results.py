@@ -63,6 +63,9 @@ _OVERRIDE = flags.DEFINE_multi_string('override', [], 'A config field for every 
 _NUM_SAMPLES = flags.DEFINE_integer('num_samples', 10000, 'Generated samples per score.')
 _SEED = flags.DEFINE_integer('seed', 0, "The evaluator's seed (noise, KID subsets).")
 _KID_SUBSETS = flags.DEFINE_integer('kid_subsets', 100, 'KID: number of random subsets.')
+_DRAWS = flags.DEFINE_integer('draws', 1, 'Sample sets per score (seeds seed, seed + 1, ...): '
+                              'FID, precision, recall, intra-FID and class accuracy as mean '
+                              '± std over them, as eval.py --draws.')
 _CACHE_DIR = flags.DEFINE_string('cache_dir', None, 'Cache of real-data features (default '
                                  '$CGAN_JAX_CACHE_DIR or ~/.cache/cgan_jax).')
 
@@ -294,14 +297,17 @@ class Scorer:
     from cgan_jax.evaluation import evaluator
     self._evaluator = evaluator
     self.options = evaluator.Options(num_samples=_NUM_SAMPLES.value, seed=_SEED.value,
-                                     kid_subsets=_KID_SUBSETS.value, cache_dir=cache_dir)
+                                     kid_subsets=_KID_SUBSETS.value, draws=_DRAWS.value,
+                                     cache_dir=cache_dir)
     self._by_dataset: dict[str, Any] = {}
 
-  def key(self) -> dict[str, Any]:
-    """What a cached score depends on besides the checkpoint."""
+  def key(self, real: bool = False) -> dict[str, Any]:
+    """What a cached score depends on besides the checkpoint (the real-data row's: not on
+    the draws). One draw adds nothing, so scores cached before --draws existed stay valid."""
     o = self.options
-    return {'num_samples': o.num_samples, 'seed': o.seed, 'kid_subsets': o.kid_subsets,
-            'kid_subset_size': o.kid_subset_size, 'k': o.k}
+    key = {'num_samples': o.num_samples, 'seed': o.seed, 'kid_subsets': o.kid_subsets,
+           'kid_subset_size': o.kid_subset_size, 'k': o.k}
+    return key if real or o.draws == 1 else {**key, 'draws': o.draws}
 
   def evaluator(self, config):
     from cgan_jax import input_pipeline
@@ -322,8 +328,9 @@ def score(run: Run, config, epoch: int, scorer: Scorer) -> None:
   if cached and cached.get('options') == scorer.key() and os.path.exists(grid):
     return
   from cgan_jax import sampling, tasks, visualize
-  print(f'[{run.recipe}] scoring epoch {epoch} ({scorer.options.num_samples} samples)',
-        flush=True)
+  draws = scorer.options.draws
+  print(f'[{run.recipe}] scoring epoch {epoch} ({scorer.options.num_samples} samples'
+        f'{f" x {draws} draws" if draws > 1 else ""})', flush=True)
   row = scorer.evaluator(config).run_row(folder)
   _, state = sampling.load(folder)
   tmp = f'{grid}.tmp.png'
@@ -338,11 +345,11 @@ def reference(runs_dir: str, config, scorer: Scorer) -> None:
   dataset = input_pipeline.canonical_name(config.dataset)
   path = os.path.join(runs_dir, report.reference_name(dataset))
   cached = read_json(path)
-  if cached and cached.get('options') == scorer.key():
+  if cached and cached.get('options') == scorer.key(real=True):
     return
   print(f'scoring the real {dataset} test split', flush=True)
   row = scorer.evaluator(config).reference_row()
-  write_json(path, {'options': scorer.key(), 'row': report.plain(row)})
+  write_json(path, {'options': scorer.key(real=True), 'row': report.plain(row)})
 
 
 # --- Entry point ---------------------------------------------------------------------------
@@ -356,6 +363,8 @@ def plan(names: list[str]) -> list[tuple[str, Any, int, list[int]]]:
     out.append((name, config, budget, milestones(budget, _MILESTONES.value)))
   if _NUM_SAMPLES.value < 2 or _KID_SUBSETS.value < 1:
     raise UserError('--num_samples must be at least 2 and --kid_subsets at least 1')
+  if _DRAWS.value < 1:
+    raise UserError(f'--draws must be at least 1, got {_DRAWS.value}')
   return out
 
 

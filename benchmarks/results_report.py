@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from cgan_jax.evaluation.tables import over_draws
+
 RECORD = 'results_run.json'   # <run>/: the run's clock and one entry per trained milestone
 SCORES = 'scores.json'        # <run>/milestones/epoch_XXXX/: the evaluator's row
 GRID = 'samples.png'          # <run>/milestones/epoch_XXXX/: fixed noise, one row per class
@@ -23,8 +25,9 @@ Row = dict[str, Any]
 # results.json keys, in order.
 COLUMNS = ('recipe', 'model', 'dataset', 'epoch', 'step', 'images', 'samples', 'fid', 'kid',
            'kid_std', 'is', 'is_std', 'precision', 'recall', 'intra_fid', 'cond_acc',
-           'features', 'train_seconds', 'seconds_per_epoch', 'budget_epochs', 'recipe_epochs',
-           'overrides', 'hardware', 'date', 'commit')
+           'fid_draw_std', 'precision_draw_std', 'recall_draw_std', 'intra_fid_draw_std',
+           'cond_acc_draw_std', 'draws', 'features', 'train_seconds', 'seconds_per_epoch',
+           'budget_epochs', 'recipe_epochs', 'overrides', 'hardware', 'date', 'commit')
 
 
 def milestone_dir(workdir: str, epoch: int) -> str:
@@ -154,13 +157,13 @@ MARKDOWN = (
     ('epoch', 'epoch', lambda r, k: str(r[k])),
     ('step', 'steps', lambda r, k: str(r[k])),
     ('images', 'images seen', lambda r, k: f'{r[k]:,}'),
-    ('fid', 'FID ↓', _NUM(2)),
+    ('fid', 'FID ↓', over_draws(1.0, 2)),
     ('kid', 'KID×10³ ↓', _PM(1e3, 2)),
     ('is', 'IS ↑', _PM(1.0, 2)),
-    ('precision', 'precision ↑', _NUM(3)),
-    ('recall', 'recall ↑', _NUM(3)),
-    ('intra_fid', 'intra-FID ↓', _NUM(2)),
-    ('cond_acc', 'cond. acc ↑', lambda r, k: f'{100 * r[k]:.1f} %'),
+    ('precision', 'precision ↑', over_draws(1.0, 3)),
+    ('recall', 'recall ↑', over_draws(1.0, 3)),
+    ('intra_fid', 'intra-FID ↓', over_draws(1.0, 2)),
+    ('cond_acc', 'cond. acc ↑', over_draws(100.0, 1, ' %')),
     ('train_seconds', 'train time', lambda r, k: _duration(r[k])),
     ('seconds_per_epoch', 's/epoch', _NUM(0)),
     ('budget_epochs', 'budget', lambda r, k: _budget(r)),
@@ -173,14 +176,18 @@ def markdown(rows: list[Row], figure_names: list[str]) -> str:
   """results.md: the figure, the table, then the hardware, features and overrides."""
   models = [r for r in rows if r.get('epoch') is not None]
   recipes = list(dict.fromkeys(r['recipe'] for r in models))
+  draws = sorted({r.get('draws') or 1 for r in models})
+  spread = ('' if draws == [1] else f' Draws per score: {", ".join(map(str, draws))} (seeds '
+             'seed, seed + 1, ...; with several, FID, precision, recall, intra-FID and cond. '
+             'acc are mean ± std over the draws).')
   out = ['# Results', '',
          f'Regenerate: `python benchmarks/results.py --recipes={",".join(recipes)}` (resumes '
          'unfinished runs, skips scored milestones). Samples per score: '
-         f'{", ".join(sorted({str(r["samples"]) for r in rows}))}. FID, KID, intra-FID: lower is '
-         'better; IS, precision, recall, cond. acc: higher is better. The real row scores the '
-         'test split against the train split: the best a model can do. Train time: wall time '
-         'of training to that epoch, restarts included, time the process was stopped '
-         '(SIGSTOP, Ctrl-Z) left out.', '']
+         f'{", ".join(sorted({str(r["samples"]) for r in rows}))}.{spread} FID, KID, '
+         'intra-FID: lower is better; IS, precision, recall, cond. acc: higher is better. The '
+         'real row scores the test split against the train split: the best a model can do. '
+         'Train time: wall time of training to that epoch, restarts included, time the process '
+         'was stopped (SIGSTOP, Ctrl-Z) left out.', '']
   for name in figure_names:
     out += [f'![{name[:-4].replace("_", " ")}]({name})', '']
   out += ['| ' + ' | '.join(h for _, h, _ in MARKDOWN) + ' |',

@@ -129,12 +129,35 @@ def test_rerun_trains_and_scores_nothing(results, second_epoch):
   assert after == before  # no checkpoint, score or record rewritten
 
 
+def test_draws_rescore_milestones_with_their_spread(results, second_epoch):
+  """--draws=2 rescores every milestone (not the real row, nor any training): the first
+  draw is the one-draw score (seed 0), so the mean and std of the two draws tie to it."""
+  run, out, _ = results
+  proc = run('--epochs=2', '--draws=2')
+  assert 'training to' not in proc.stdout and 'scoring the real' not in proc.stdout
+  assert proc.stdout.count('samples x 2 draws)') == 4
+  one, two = second_epoch[1][1:], _rows(out)[1:]
+  for a, b in zip(one, two):
+    assert (a['recipe'], a['epoch'], a['draws']) == (b['recipe'], b['epoch'], 1) and b['draws'] == 2
+    assert a['fid_draw_std'] is None and b['fid_draw_std'] > 0
+    # mean of (d0, d1) with d0 = the one-draw FID; their ddof-1 std is |d1 - d0| / sqrt 2
+    assert b['fid_draw_std'] == pytest.approx(2 ** 0.5 * abs(b['fid'] - a['fid']), rel=1e-6)
+    assert b['train_seconds'] == a['train_seconds']
+  md = (out / 'results.md').read_text()
+  assert 'Draws per score: 2' in md
+  cgan2 = next(l for l in md.splitlines() if l.startswith('| cgan | 2 |'))
+  assert f"{two[-1]['fid']:.2f} ± {two[-1]['fid_draw_std']:.2f}" in cgan2
+  # KID, IS, and over the draws FID, precision, recall, cond. acc (intra-FID: too few samples)
+  assert cgan2.count(' ± ') == 6
+
+
 @pytest.mark.parametrize('args, message', [
     (['--recipes=gan,pix2pix'], "unknown recipe 'pix2pix'"),
     (['--milestones=2,1'], 'strictly ascending'),
     (['--milestones=50'], 'beyond the budget of 40 epochs'),
     (['--override=no_such_field=1'], 'no such config field'),
     (['--override=num_epochs=3'], 'use --epochs'),
+    (['--draws=0'], '--draws must be at least 1'),
 ])
 def test_bad_input_is_one_error_line(tmp_path, args, message):
   proc = run_script(SCRIPT, f'--runs_dir={tmp_path}/runs', f'--out_dir={tmp_path}/out', *args)

@@ -33,7 +33,7 @@ def _fixed(digits: int) -> Callable[[Row, str], str]:
   return lambda row, k: f'{row[k]:.{digits}f}'
 
 
-def _over_draws(scale: float, digits: int, unit: str = '') -> Callable[[Row, str], str]:
+def over_draws(scale: float, digits: int, unit: str = '') -> Callable[[Row, str], str]:
   """The value, with ' ± std over the draws' when the row has several."""
   def fmt(row: Row, k: str) -> str:
     spread = row.get(k + '_draw_std')
@@ -48,13 +48,13 @@ _MARKDOWN = (
     ('model', 'model', lambda r, k: str(r[k])),
     ('step', 'step', lambda r, k: str(r[k])),
     ('samples', 'samples', lambda r, k: str(r[k])),
-    ('fid', 'FID ↓', _over_draws(1.0, 2)),
+    ('fid', 'FID ↓', over_draws(1.0, 2)),
     ('kid', 'KID×10³ ↓', _pm(1e3, 2)),
     ('is', 'IS ↑', _pm(1.0, 2)),
-    ('precision', 'precision ↑', _over_draws(1.0, 3)),
-    ('recall', 'recall ↑', _over_draws(1.0, 3)),
-    ('intra_fid', 'intra-FID ↓', _over_draws(1.0, 2)),
-    ('cond_acc', 'cond. acc ↑', _over_draws(100.0, 1, ' %')),
+    ('precision', 'precision ↑', over_draws(1.0, 3)),
+    ('recall', 'recall ↑', over_draws(1.0, 3)),
+    ('intra_fid', 'intra-FID ↓', over_draws(1.0, 2)),
+    ('cond_acc', 'cond. acc ↑', over_draws(100.0, 1, ' %')),
 )
 
 
