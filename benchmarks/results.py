@@ -363,8 +363,6 @@ def plan(names: list[str]) -> list[tuple[str, Any, int, list[int]]]:
     out.append((name, config, budget, milestones(budget, _MILESTONES.value)))
   if _NUM_SAMPLES.value < 2 or _KID_SUBSETS.value < 1:
     raise UserError('--num_samples must be at least 2 and --kid_subsets at least 1')
-  if _DRAWS.value < 1:
-    raise UserError(f'--draws must be at least 1, got {_DRAWS.value}')
   return out
 
 

@@ -43,10 +43,9 @@ Seeds 1 to 3 at epoch 1 (`--config.seed=N`, 2026-12-07, another CPU): FID 7.42, 
 class accuracy 83.8 %, 85.0 %, 85.2 % (the seed CGAN: 6.94, 8.75, 7.93; 82.6 %, 80.3 %,
 81.4 %): over four seeds class accuracy is ahead in each (mean 84.4 % against 81.5 %), FID in
 two of four (mean 7.57 against 8.30, within one standard error). The seed CGAN with this
-recipe's hinge loss reaches
-FID 0.87, intra-FID 2.02, 92.7 %, recall 0.543 at epoch 20: the hinge, not the conditioning,
-costs the recall and FID at 20; at equal loss the EMA G here is ahead on FID, intra-FID and
-class accuracy.
+recipe's hinge loss reaches FID 0.87, intra-FID 2.02, 92.7 %, recall 0.543 at epoch 20: the
+hinge, not the conditioning, costs the recall and FID at 20; at equal loss the EMA G here is
+ahead on FID, intra-FID and class accuracy.
 Learning check (tests/test_learning_family.py, opt-in):
 class agreement 0.69 at 300 steps. README, "The projection cGAN against the seed CGAN".
 """
