@@ -71,6 +71,8 @@ def test_truncated_and_missing_cifar10_files_are_named(cifar_dir, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.long('the one RGB 32x32 run through train.py, generate.py, the classifier trainer '
+                  'and eval.py')
 def test_projection_recipe_trains_draws_and_scores_on_cifar10(cifar_dir, tmp_path, jax_env):
   workdir = tmp_path / 'proj'
   proc = run_script('train.py', '--config=configs/cgan_projection.py:cifar10',

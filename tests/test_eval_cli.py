@@ -8,28 +8,26 @@ import pytest
 
 from conftest import TINY, run_script
 
+# One pytest-xdist worker runs the whole module: its tests share one trained run.
+pytestmark = pytest.mark.xdist_group('eval_cli')
+
 CONFIG = '--config=configs/cgan_fashion_mnist.py'
 # 129 samples per class: the smallest count with a full-rank per-class covariance (intra-FID).
 FAST = ['--num_samples=1290', '--kid_subsets=10']
 
 
 @pytest.fixture(scope='module')
-def cgan(tmp_path_factory, fashion_dir, jax_env):
-  """4 steps of 64 real images, checkpointed at steps 2 and 4."""
-  workdir = tmp_path_factory.mktemp('eval_cli') / 'cgan'
-  proc = run_script('train.py', CONFIG, f'--workdir={workdir}', *TINY, '--config.num_epochs=1',
-                    '--config.checkpoint_every_steps=2', env=jax_env)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  return str(workdir)
+def cgan(tiny_cgan):
+  """4 steps of 64 real images, checkpointed at steps 2 and 4 (the run's shared tiny CGAN)."""
+  return tiny_cgan
 
 
 @pytest.fixture(scope='module')
-def eval_py(tmp_path_factory, jax_env):
-  """Runs eval.py (with the real-feature cache this session's tests share); returns stdout."""
-  cache_dir = tmp_path_factory.getbasetemp() / 'cgan_jax_eval_cache'
+def eval_py(eval_cache, jax_env):
+  """Runs eval.py (with the real-feature cache this run's tests share); returns stdout."""
 
   def run(*args: str) -> str:
-    proc = run_script('eval.py', f'--cache_dir={cache_dir}', *FAST, *args, env=jax_env)
+    proc = run_script('eval.py', f'--cache_dir={eval_cache}', *FAST, *args, env=jax_env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
 
@@ -95,14 +93,14 @@ def test_draws_are_the_mean_and_spread_of_the_seeds_they_name(cgan, eval_py):
   assert f"{both['fid']:.2f} ± {both['fid_draw_std']:.2f}" in model
 
 
-def test_periodic_fid_during_training(tmp_path_factory, fashion_dir, jax_env):
+def test_periodic_fid_during_training(tmp_path_factory, fashion_dir, jax_env, eval_cache):
   """--config.eval_every_steps: FID in TensorBoard, best-FID checkpoint beside the latest."""
   import glob
   import os
 
   import tensorflow as tf
   workdir = tmp_path_factory.mktemp('periodic') / 'cgan'
-  cache = {'CGAN_JAX_CACHE_DIR': str(tmp_path_factory.getbasetemp() / 'cgan_jax_eval_cache')}
+  cache = {'CGAN_JAX_CACHE_DIR': eval_cache}
   proc = run_script('train.py', CONFIG, f'--workdir={workdir}', *TINY, '--config.num_epochs=1',
                     '--config.eval_every_steps=2', '--config.eval_num_samples=200',
                     env={**jax_env, **cache})

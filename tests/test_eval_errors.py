@@ -9,6 +9,9 @@ import pytest
 from conftest import TINY, run_script
 from cgan_jax.evaluation import classifier
 
+# One pytest-xdist worker runs the whole module: its tests share one trained run.
+pytestmark = pytest.mark.xdist_group('eval_errors')
+
 CONFIG = '--config=configs/cgan_fashion_mnist.py'
 
 
@@ -23,10 +26,9 @@ def gan(tmp_path_factory, fashion_dir, jax_env):
 
 
 @pytest.fixture(scope='module')
-def eval_py(tmp_path_factory, jax_env):
-  """Runs eval.py with the real-feature cache this session's evaluation tests share."""
-  cache_dir = tmp_path_factory.getbasetemp() / 'cgan_jax_eval_cache'
-  return lambda *args: run_script('eval.py', f'--cache_dir={cache_dir}', '--kid_subsets=10',
+def eval_py(eval_cache, jax_env):
+  """Runs eval.py with the real-feature cache this run's evaluation tests share."""
+  return lambda *args: run_script('eval.py', f'--cache_dir={eval_cache}', '--kid_subsets=10',
                                   *args, env=jax_env)
 
 

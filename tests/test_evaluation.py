@@ -25,9 +25,9 @@ def _random_cov(rng, d, rank=None):
 
 
 @pytest.fixture(scope='module')
-def cache_dir(tmp_path_factory):
-  """Shared by this session's evaluation tests (the real-data features take seconds)."""
-  return str(tmp_path_factory.getbasetemp() / 'cgan_jax_eval_cache')
+def cache_dir(eval_cache):
+  """Shared by this run's evaluation tests (the real-data features take seconds)."""
+  return eval_cache
 
 
 # --- FID --------------------------------------------------------------------------------------
@@ -165,7 +165,9 @@ def test_missing_mnist_asset_names_the_command_that_trains_it():
     classifier.load_asset('mnist')
 
 
-def test_real_features_are_cached(cache_dir, monkeypatch, fashion_dir):
+def test_real_features_are_cached(tmp_path, monkeypatch, fashion_dir):
+  """In a cache of its own: the run's shared one may hold the file already."""
+  cache_dir = str(tmp_path)
   asset = classifier.load_asset('fashion_mnist')
   first = features.real_set(asset, 'test', cache_dir)
   assert os.path.exists(features.cache_path(cache_dir, 'fashion_mnist', 'test', asset))

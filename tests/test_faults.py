@@ -21,6 +21,9 @@ import pytest
 
 from conftest import ROOT, run_script
 
+# One pytest-xdist worker runs the whole module: its tests share one four-epoch run.
+pytestmark = pytest.mark.xdist_group('faults')
+
 CONFIG = '--config=configs/cgan_mlp_concat.py'
 COMMON = ['--config.allow_download=false', '--config.pipeline=numpy',
           '--config.keep_checkpoints=20']
@@ -138,7 +141,7 @@ def test_no_checkpoint_restores(three_epochs, jax_env):
 
 
 def test_generate_and_eval_skip_a_damaged_checkpoint(three_epochs, tmp_path, jax_env,
-                                                     tmp_path_factory):
+                                                     eval_cache):
   _truncate_largest_array_file(three_epochs / 'checkpoints' / '12')
   before = _digests(three_epochs / 'checkpoints')
   out = tmp_path / 'g.png'
@@ -146,10 +149,9 @@ def test_generate_and_eval_skip_a_damaged_checkpoint(three_epochs, tmp_path, jax
                    env=jax_env)
   assert gen.returncode == 0 and out.exists(), gen.stderr[-3000:]
   assert 'step 8' in gen.stdout and 'checkpoint step 12 is damaged' in gen.stderr
-  cache = tmp_path_factory.getbasetemp() / 'cgan_jax_eval_cache'
   ev = run_script('eval.py', f'--workdir={three_epochs}', '--num_samples=200',
                   '--reference=false', '--kid_subsets=2', '--kid_subset_size=100',
-                  f'--cache_dir={cache}', '--format=json', env=jax_env)
+                  f'--cache_dir={eval_cache}', '--format=json', env=jax_env)
   assert ev.returncode == 0, ev.stderr[-3000:]
   assert 'checkpoint step 12 is damaged' in ev.stderr and 'Traceback' not in ev.stderr
   assert [r['step'] for r in json.loads(ev.stdout)] == [8]
@@ -278,6 +280,7 @@ def test_sigterm_saves_refuses_a_second_trainer_and_resumes_bit_identically(tmp_
   _assert_same_state(_state(workdir), _state(straight))
 
 
+@pytest.mark.whole_machine  # counts dispatches queued ahead of a busy CPU
 @pytest.mark.parametrize('ahead', [0, 2])
 def test_dispatch_window_bounds_the_steps_a_signal_waits_for(ahead):
   """After each `add`, at most `ahead` dispatches are unfinished; unbounded, the host runs

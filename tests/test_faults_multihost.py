@@ -25,6 +25,7 @@ def processes(tmp_path, jax_env):
 
 
 @pytest.mark.slow
+@pytest.mark.whole_machine  # two trainers in one job
 def test_sigterm_to_one_process_stops_all_at_one_step(processes, tmp_path, fashion_dir):
   workdir = tmp_path / 'run'
   processes.start('train.py', CONFIG, f'--workdir={workdir}', *COMMON, *LONG)

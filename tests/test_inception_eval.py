@@ -14,21 +14,22 @@ import shutil
 
 import pytest
 
-from conftest import TINY, run_script
+from conftest import run_script
 from test_inception import random_pth  # noqa: F401  (a session fixture)
 
 from cgan_jax.evaluation import evaluator, features, inception, tables
+
+# One pytest-xdist worker runs this module and test_inception: they share the random-weight
+# session fixture.
+pytestmark = pytest.mark.xdist_group('inception')
 
 N = 2049  # the least with a full-rank covariance of 2048-d features
 
 
 @pytest.fixture(scope='module')
-def cgan(tmp_path_factory, fashion_dir, jax_env) -> str:
-  workdir = tmp_path_factory.mktemp('inception_eval') / 'cgan'
-  proc = run_script('train.py', '--config=configs/cgan_fashion_mnist.py', f'--workdir={workdir}',
-                    *TINY, '--config.num_epochs=1', env=jax_env)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  return str(workdir)
+def cgan(tiny_cgan) -> str:
+  """The run's shared tiny CGAN (4 steps; its latest checkpoint is scored)."""
+  return tiny_cgan
 
 
 @pytest.fixture
@@ -37,6 +38,8 @@ def small_inception(monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.long('3 x 2049 images through InceptionV3 (the least with a full-rank covariance of '
+                  '2048-d features): the one pass of both feature spaces through the evaluator')
 def test_both_feature_spaces_give_one_table_each_with_their_protocol(
     cgan, random_pth, small_inception, fashion_dir, tmp_path):  # noqa: F811
   cache = str(tmp_path / 'cache')

@@ -42,6 +42,7 @@ def _train_and_judge(tmp_path, dtype: str, classify, wanted) -> tuple[float, flo
 
 
 @pytest.mark.slow
+@pytest.mark.long('200 training steps on real images: the learning check CI runs')
 def test_cgan_learns_to_draw_the_requested_class_in_fp32_and_bf16(tmp_path, fashion_dir):
   """fp32 and mixed precision (bf16 activations and operands) at the same budget."""
   images, labels = input_pipeline.load_split('fashion_mnist', 'train')

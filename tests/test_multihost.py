@@ -137,6 +137,9 @@ def _assert_same_training(multi, single, initial, rtol=1e-3):
 
 
 @pytest.mark.slow
+@pytest.mark.whole_machine  # three trainers at once
+@pytest.mark.long('six trainer and four eval.py processes: the one check that 2 processes x 2 '
+                  'devices train, resume and evaluate like 1 process x 4')
 def test_two_processes_train_like_one_process_with_four_devices(processes, tmp_path,
                                                                fashion_dir, jax_env):
   """Train (and resume) as 2 processes x 2 devices; then eval.py as 2 processes."""
@@ -252,6 +255,7 @@ def _assert_one_error_line(proc, needle):
   assert needle.lower() in errors[0].lower(), errors[0]
 
 
+@pytest.mark.whole_machine  # two trainers; the survivor's exit is timed
 @pytest.mark.parametrize('victim', [1, pytest.param(0, marks=pytest.mark.slow)])
 def test_a_killed_process_stops_the_survivor_with_a_clear_message(processes, tmp_path, victim,
                                                                   fashion_dir):

@@ -17,6 +17,10 @@ from PIL import Image
 
 from conftest import ROOT, run_script
 
+# One pytest-xdist worker runs the whole module: its tests read one chain of results.py
+# invocations, in order.
+pytestmark = pytest.mark.xdist_group('results')
+
 SCRIPT = 'benchmarks/results.py'
 # 128 real images at batch 64: an "epoch" is 2 steps. 200 samples: above the 129 FID needs.
 TINY = ['--recipes=gan,cgan', '--override=num_train_examples=128',
@@ -26,15 +30,14 @@ GRID_SIDE = 10 * (28 + 2) + 2  # 10 x 10 tiles of 28 px with a 2 px border
 
 
 @pytest.fixture(scope='module')
-def results(tmp_path_factory, fashion_dir, jax_env):
+def results(tmp_path_factory, fashion_dir, jax_env, eval_cache):
   """Runs results.py on one runs_dir / out_dir; returns (run(*args) -> proc, out_dir, runs)."""
   base = tmp_path_factory.mktemp('results')
   runs, out = base / 'runs', base / 'out'
-  cache = tmp_path_factory.getbasetemp() / 'cgan_jax_eval_cache'  # shared with test_eval_cli
 
   def run(*args: str):
     proc = run_script(SCRIPT, *TINY, f'--runs_dir={runs}', f'--out_dir={out}',
-                      f'--cache_dir={cache}', *args, env=jax_env)
+                      f'--cache_dir={eval_cache}', *args, env=jax_env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 
@@ -214,6 +217,7 @@ with run.clock():
 """
 
 
+@pytest.mark.whole_machine  # wall-clock bounds of a few seconds
 def test_training_clock_leaves_out_time_the_process_was_stopped(tmp_path):
   """A results process stopped with SIGSTOP (a user pausing it to free the CPU) and resumed
   with SIGCONT: the stopped time goes to paused_seconds, not to the training time."""
@@ -237,6 +241,7 @@ def test_training_clock_leaves_out_time_the_process_was_stopped(tmp_path):
   assert re.search(r'did not run for [34] s; not counted', err), err
 
 
+@pytest.mark.whole_machine  # wall-clock bounds of a few seconds
 def test_training_clock_counts_training_that_holds_the_gil(tmp_path):
   """Work in one long C call that holds the GIL past STALL_S (the clock's thread reads the
   time late): counted as training time, not as a pause, since the process used CPU time."""

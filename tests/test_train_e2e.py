@@ -17,6 +17,10 @@ from PIL import Image
 
 from conftest import ROOT, TINY, run_script
 
+# One pytest-xdist worker runs the whole module: its tests share one trained run, and one of
+# them extends it.
+pytestmark = pytest.mark.xdist_group('train_e2e')
+
 CONFIG = '--config=configs/cgan_fashion_mnist.py'
 
 
@@ -196,6 +200,8 @@ def test_refuses_an_unwritable_workdir(tmp_path):
   _assert_one_line_error(proc, 'not writable')
 
 
+@pytest.mark.long('three train.py runs (uninterrupted, SIGKILLed, resumed): bit-identity needs '
+                  'all three')
 def test_killed_run_resumes_bit_identically(tmp_path, fashion_dir):
   """SIGKILL between checkpoints, resume to the end == one uninterrupted run, bit for bit."""
   extra = ('--config.num_epochs=3', '--config.checkpoint_every_steps=2')

@@ -306,6 +306,8 @@ def _tiny(recipe: str) -> list[str]:
           '--config.translation.res_blocks=1']
 
 
+@pytest.mark.long('train, resume, eval.py, generate.py and a refused workdir, each a process: '
+                  'the one end-to-end pass of each translation recipe')
 @pytest.mark.parametrize('recipe, n, rows', [('pix2pix', 64, 3), ('cyclegan', 48, 6)])
 def test_translation_recipe_trains_checkpoints_resumes_and_draws(tmp_path, fashion_dir,
                                                                  jax_env, recipe, n, rows):
