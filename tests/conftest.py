@@ -139,7 +139,8 @@ def _machine(exclusive: bool):
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item, nextitem):
   """Under xdist, each test's setup, call and teardown hold the machine lock (module
-  fixtures are built in the setup of their first test, so they count too)."""
+  fixtures are built in the setup of their first test and torn down in the teardown of their
+  last, so they count too)."""
   if not os.environ.get('PYTEST_XDIST_WORKER'):
     return (yield)
   with _machine(exclusive=item.get_closest_marker('whole_machine') is not None):
@@ -159,10 +160,15 @@ def pytest_addoption(parser):
 
 
 def pytest_collection_modifyitems(config, items):
-  """Modules with a long test first (a long test started last keeps one worker busy while the
-  other idles); each module's tests stay together, so its fixtures are built once."""
-  first = {item.module for item in items if item.get_closest_marker('long')}
-  items.sort(key=lambda item: item.module not in first)
+  """The order in which `make test` hands whole modules to its two workers (`--dist loadscope
+  --no-loadscope-reorder`: a module runs on one worker, so its fixtures are built once):
+  modules with a test marked long first, then those with a slow one, then the larger ones (a
+  long module started last keeps one worker busy while the other idles)."""
+  count = collections.Counter(item.module for item in items)
+  marked = lambda name: {item.module for item in items if item.get_closest_marker(name)}
+  long, slow = marked('long'), marked('slow')
+  items.sort(key=lambda item: (item.module not in long, item.module not in slow,
+                               -count[item.module]))
   for item in items:
     mark = item.get_closest_marker('long')
     if mark is not None:

@@ -8,9 +8,6 @@ import pytest
 
 from conftest import TINY, run_script
 
-# One pytest-xdist worker runs the whole module: its tests share one trained run.
-pytestmark = pytest.mark.xdist_group('eval_cli')
-
 CONFIG = '--config=configs/cgan_fashion_mnist.py'
 # 129 samples per class: the smallest count with a full-rank per-class covariance (intra-FID).
 FAST = ['--num_samples=1290', '--kid_subsets=10']

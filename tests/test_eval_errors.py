@@ -9,9 +9,6 @@ import pytest
 from conftest import TINY, run_script
 from cgan_jax.evaluation import classifier
 
-# One pytest-xdist worker runs the whole module: its tests share one trained run.
-pytestmark = pytest.mark.xdist_group('eval_errors')
-
 CONFIG = '--config=configs/cgan_fashion_mnist.py'
 
 

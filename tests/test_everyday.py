@@ -14,9 +14,6 @@ from PIL import Image
 
 from conftest import ROOT, TINY
 
-# One pytest-xdist worker runs the whole module: its tests share one trained run.
-pytestmark = pytest.mark.xdist_group('everyday')
-
 CONFIG = '--config=configs/cgan_mlp_concat.py'  # the cheapest conditional recipe
 # What a user must not see unless they ask (--verbosity=1): TensorFlow's oneDNN notice, absl's
 # C++ pre-init warning, Orbax's read-only notice and its INFO narration of every save.

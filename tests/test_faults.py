@@ -21,9 +21,6 @@ import pytest
 
 from conftest import ROOT, run_script
 
-# One pytest-xdist worker runs the whole module: its tests share one four-epoch run.
-pytestmark = pytest.mark.xdist_group('faults')
-
 CONFIG = '--config=configs/cgan_mlp_concat.py'
 COMMON = ['--config.allow_download=false', '--config.pipeline=numpy',
           '--config.keep_checkpoints=20']

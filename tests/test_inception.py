@@ -23,10 +23,6 @@ from cgan_jax import input_pipeline
 from cgan_jax.errors import UserError
 from cgan_jax.evaluation import inception, metrics, pth
 
-# One pytest-xdist worker runs this module and test_inception_eval: the random weights and the
-# pytorch-fid reference are session fixtures.
-pytestmark = pytest.mark.xdist_group('inception')
-
 FEATURE_RTOL = 1e-4  # the bound on features and logits: max |a - b| / max |b|
 
 

@@ -19,10 +19,6 @@ from test_inception import random_pth  # noqa: F401  (a session fixture)
 
 from cgan_jax.evaluation import evaluator, features, inception, tables
 
-# One pytest-xdist worker runs this module and test_inception: they share the random-weight
-# session fixture.
-pytestmark = pytest.mark.xdist_group('inception')
-
 N = 2049  # the least with a full-rank covariance of 2048-d features
 
 

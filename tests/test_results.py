@@ -17,10 +17,6 @@ from PIL import Image
 
 from conftest import ROOT, run_script
 
-# One pytest-xdist worker runs the whole module: its tests read one chain of results.py
-# invocations, in order.
-pytestmark = pytest.mark.xdist_group('results')
-
 SCRIPT = 'benchmarks/results.py'
 # 128 real images at batch 64: an "epoch" is 2 steps. 200 samples: above the 129 FID needs.
 TINY = ['--recipes=gan,cgan', '--override=num_train_examples=128',

@@ -17,10 +17,6 @@ from PIL import Image
 
 from conftest import ROOT, TINY, run_script
 
-# One pytest-xdist worker runs the whole module: its tests share one trained run, and one of
-# them extends it.
-pytestmark = pytest.mark.xdist_group('train_e2e')
-
 CONFIG = '--config=configs/cgan_fashion_mnist.py'
 
 
