@@ -70,13 +70,6 @@ def fashion_dir() -> str:
 
 
 @pytest.fixture(scope='session')
-def jax_env() -> dict[str, str]:
-  """What a test adds to a script's environment: nothing since the compilation cache became
-  the whole run's (above); kept so that a test can still say which runs want it."""
-  return {}
-
-
-@pytest.fixture(scope='session')
 def eval_cache() -> str:
   """The real-feature cache of eval.py / results.py that every test of the run shares (each
   file is written whole and renamed into place, so two workers may race to write one)."""
@@ -151,7 +144,7 @@ def pytest_runtest_protocol(item, nextitem):
 
 _START = time.monotonic()
 _SECONDS: collections.Counter = collections.Counter()  # per test: setup + call + teardown
-_LONG: dict[str, str] = {}  # tests marked long: why
+_LONG: set[str] = set()  # tests marked long (the xdist controller sees reports, not items)
 
 
 def pytest_addoption(parser):
@@ -171,14 +164,14 @@ def pytest_collection_modifyitems(config, items):
                                -count[item.module]))
   for item in items:
     mark = item.get_closest_marker('long')
-    if mark is not None:
-      if not mark.args or not str(mark.args[0]).strip():
-        raise pytest.UsageError(f'{item.nodeid}: @pytest.mark.long needs the reason it is long')
-      _LONG[item.nodeid] = mark.args[0]
+    if mark is not None and (not mark.args or not str(mark.args[0]).strip()):
+      raise pytest.UsageError(f'{item.nodeid}: @pytest.mark.long needs the reason it is long')
 
 
 def pytest_runtest_logreport(report):
   _SECONDS[report.nodeid] += report.duration
+  if 'long' in report.keywords:
+    _LONG.add(report.nodeid)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

@@ -73,11 +73,10 @@ def test_truncated_and_missing_cifar10_files_are_named(cifar_dir, tmp_path):
 @pytest.mark.slow
 @pytest.mark.long('the one RGB 32x32 run through train.py, generate.py, the classifier trainer '
                   'and eval.py')
-def test_projection_recipe_trains_draws_and_scores_on_cifar10(cifar_dir, tmp_path, jax_env):
+def test_projection_recipe_trains_draws_and_scores_on_cifar10(cifar_dir, tmp_path):
   workdir = tmp_path / 'proj'
   proc = run_script('train.py', '--config=configs/cgan_projection.py:cifar10',
-                    f'--workdir={workdir}', f'--config.data_dir={cifar_dir}', *SMALL,
-                    env=jax_env)
+                    f'--workdir={workdir}', f'--config.data_dir={cifar_dir}', *SMALL)
   assert proc.returncode == 0, proc.stderr[-3000:]
   grid = Image.open(workdir / 'samples' / 'epoch_0001.png')
   assert grid.mode == 'RGB' and grid.size == (10 * 34 + 2, 10 * 34 + 2)
@@ -88,7 +87,7 @@ def test_projection_recipe_trains_draws_and_scores_on_cifar10(cifar_dir, tmp_pat
 
   out = tmp_path / 'ship.png'
   proc = run_script('generate.py', f'--workdir={workdir}', '--labels=ship',
-                    '--num_per_label=3', f'--out={out}', '--scale=1', env=jax_env)
+                    '--num_per_label=3', f'--out={out}', '--scale=1')
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert Image.open(out).mode == 'RGB'
 
@@ -96,8 +95,7 @@ def test_projection_recipe_trains_draws_and_scores_on_cifar10(cifar_dir, tmp_pat
   assets = tmp_path / 'assets'
   proc = run_script('eval.py', f'--workdir={workdir}', f'--assets_dir={assets}',
                     f'--data_dir={cifar_dir}', f'--cache_dir={tmp_path / "cache"}',
-                    '--num_samples=200',
-                    env=jax_env)
+                    '--num_samples=200')
   errors = [l for l in proc.stderr.splitlines() if l.startswith('error: ')]
   assert proc.returncode != 0 and len(errors) == 1, proc.stderr[-3000:]
   assert 'python -m cgan_jax.evaluation.classifier --dataset=cifar10' in errors[0]
@@ -107,11 +105,11 @@ def test_projection_recipe_trains_draws_and_scores_on_cifar10(cifar_dir, tmp_pat
                          '--dataset=cifar10', f'--data_dir={cifar_dir}',
                          f'--assets_dir={assets}', '--epochs=2', '--allow_download=false'],
                         cwd=ROOT, capture_output=True, text=True, timeout=600,
-                        env={**os.environ, **jax_env})
+                        env=os.environ)
   assert proc.returncode == 0, proc.stderr[-3000:]
   proc = run_script('eval.py', f'--workdir={workdir}', f'--assets_dir={assets}',
                     f'--data_dir={cifar_dir}', f'--cache_dir={tmp_path / "cache"}',
-                    '--num_samples=200', '--generator=both', env=jax_env)
+                    '--num_samples=200', '--generator=both')
   assert proc.returncode == 0, proc.stderr[-3000:]
   rows = [[c.strip() for c in l.strip('|').split('|')] for l in proc.stdout.splitlines()
           if l.startswith('|') and str(workdir) in l]

@@ -20,11 +20,11 @@ def cgan(tiny_cgan):
 
 
 @pytest.fixture(scope='module')
-def eval_py(eval_cache, jax_env):
+def eval_py(eval_cache):
   """Runs eval.py (with the real-feature cache this run's tests share); returns stdout."""
 
   def run(*args: str) -> str:
-    proc = run_script('eval.py', f'--cache_dir={eval_cache}', *FAST, *args, env=jax_env)
+    proc = run_script('eval.py', f'--cache_dir={eval_cache}', *FAST, *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
 
@@ -90,7 +90,7 @@ def test_draws_are_the_mean_and_spread_of_the_seeds_they_name(cgan, eval_py):
   assert f"{both['fid']:.2f} ± {both['fid_draw_std']:.2f}" in model
 
 
-def test_periodic_fid_during_training(tmp_path_factory, fashion_dir, jax_env, eval_cache):
+def test_periodic_fid_during_training(tmp_path_factory, fashion_dir, eval_cache):
   """--config.eval_every_steps: FID in TensorBoard, best-FID checkpoint beside the latest."""
   import glob
   import os
@@ -100,7 +100,7 @@ def test_periodic_fid_during_training(tmp_path_factory, fashion_dir, jax_env, ev
   cache = {'CGAN_JAX_CACHE_DIR': eval_cache}
   proc = run_script('train.py', CONFIG, f'--workdir={workdir}', *TINY, '--config.num_epochs=1',
                     '--config.eval_every_steps=2', '--config.eval_num_samples=200',
-                    env={**jax_env, **cache})
+                    env=cache)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert 'FID' in proc.stderr
   best = [d for d in os.listdir(workdir / 'best_fid') if d.isdigit()]

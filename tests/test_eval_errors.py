@@ -13,20 +13,20 @@ CONFIG = '--config=configs/cgan_fashion_mnist.py'
 
 
 @pytest.fixture(scope='module')
-def gan(tmp_path_factory, fashion_dir, jax_env):
+def gan(tmp_path_factory, fashion_dir):
   """The unconditional GAN of the same family: 4 steps of 64 real images."""
   workdir = tmp_path_factory.mktemp('eval_errors') / 'gan'
   proc = run_script('train.py', CONFIG, f'--workdir={workdir}', *TINY, '--config.num_epochs=1',
-                    '--config.model.conditioning=none', env=jax_env)
+                    '--config.model.conditioning=none')
   assert proc.returncode == 0, proc.stderr[-3000:]
   return str(workdir)
 
 
 @pytest.fixture(scope='module')
-def eval_py(eval_cache, jax_env):
+def eval_py(eval_cache):
   """Runs eval.py with the real-feature cache this run's evaluation tests share."""
   return lambda *args: run_script('eval.py', f'--cache_dir={eval_cache}', '--kid_subsets=10',
-                                  *args, env=jax_env)
+                                  *args)
 
 
 def _assert_one_line_error(proc, *needles):

@@ -11,11 +11,11 @@ from conftest import TINY, run_script
 from test_train_e2e import _checkpoint_steps, _params
 
 
-def test_wgan_trains_checkpoints_and_resumes(tmp_path, fashion_dir, jax_env):
+def test_wgan_trains_checkpoints_and_resumes(tmp_path, fashion_dir):
   """WGAN: 5 critic batches of 16 per step, so 256 images make 3 steps per epoch."""
   workdir = tmp_path / 'wgan'
   args = ['--config=configs/wgan.py', f'--workdir={workdir}', *TINY, '--config.batch_size=16']
-  proc = run_script('train.py', *args, '--config.num_epochs=2', env=jax_env)
+  proc = run_script('train.py', *args, '--config.num_epochs=2')
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert _checkpoint_steps(workdir) == [3, 6]
   assert 'step 6/6' in proc.stderr
@@ -26,14 +26,14 @@ def test_wgan_trains_checkpoints_and_resumes(tmp_path, fashion_dir, jax_env):
   assert max(float(np.abs(p).max()) for p in
              __import__('jax').tree.leaves(state.d_params)) <= 0.01  # clipped on disk too
 
-  proc = run_script('train.py', *args, '--config.num_epochs=3', env=jax_env)
+  proc = run_script('train.py', *args, '--config.num_epochs=3')
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert 'Resumed from' in proc.stderr
   assert _checkpoint_steps(workdir)[-1] == 9
   assert (workdir / 'samples' / 'epoch_0003.png').exists()
 
 
-def test_mnist_config_argument_trains_on_mnist_files(tmp_path, jax_env):
+def test_mnist_config_argument_trains_on_mnist_files(tmp_path):
   """configs/<recipe>.py:mnist selects MNIST; here from small generated IDX files."""
   rs = np.random.RandomState(0)
   images = rs.randint(0, 256, (128, 28, 28)).astype(np.uint8)
@@ -43,7 +43,7 @@ def test_mnist_config_argument_trains_on_mnist_files(tmp_path, jax_env):
   workdir = tmp_path / 'acgan_mnist'
   proc = run_script('train.py', '--config=configs/acgan.py:mnist', f'--workdir={workdir}',
                     f'--config.data_dir={data}', '--config.allow_download=false',
-                    '--config.batch_size=32', '--config.num_epochs=1', env=jax_env)
+                    '--config.batch_size=32', '--config.num_epochs=1')
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert _checkpoint_steps(workdir) == [4]
   from cgan_jax import checkpointing

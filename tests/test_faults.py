@@ -89,10 +89,10 @@ def _assert_same_state(a, b):
 
 
 @pytest.fixture(scope='module')
-def four_epochs(tmp_path_factory, fashion_dir, jax_env):
+def four_epochs(tmp_path_factory, fashion_dir):
   """4 epochs x 4 steps: checkpoints 4, 8, 12, 16 (16 is the uninterrupted reference)."""
   workdir = tmp_path_factory.mktemp('faults') / 'run'
-  proc = _train(workdir, *SMALL, '--config.num_epochs=4', env=jax_env)
+  proc = _train(workdir, *SMALL, '--config.num_epochs=4')
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert _steps(workdir) == [4, 8, 12, 16]
   return workdir
@@ -109,10 +109,10 @@ def three_epochs(four_epochs, tmp_path):
 
 # Damaged checkpoints.
 
-def test_damaged_latest_checkpoint_falls_back_and_is_kept(three_epochs, four_epochs, jax_env):
+def test_damaged_latest_checkpoint_falls_back_and_is_kept(three_epochs, four_epochs):
   bad_file = _truncate_largest_array_file(three_epochs / 'checkpoints' / '12')
   before = _step_digests(three_epochs)
-  proc = _train(three_epochs, *SMALL, '--config.num_epochs=4', env=jax_env)
+  proc = _train(three_epochs, *SMALL, '--config.num_epochs=4')
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert 'Traceback' not in proc.stderr and 'TensorStore details' not in proc.stderr
   damaged = [l for l in proc.stderr.splitlines() if 'checkpoint step 12 is damaged' in l]
@@ -127,43 +127,41 @@ def test_damaged_latest_checkpoint_falls_back_and_is_kept(three_epochs, four_epo
   _assert_same_state(_state(three_epochs), _state(four_epochs))
 
 
-def test_no_checkpoint_restores(three_epochs, jax_env):
+def test_no_checkpoint_restores(three_epochs):
   for step in (4, 8, 12):
     _truncate_largest_array_file(three_epochs / 'checkpoints' / str(step))
   before = _digests(three_epochs / 'checkpoints')
-  proc = _train(three_epochs, *SMALL, '--config.num_epochs=4', env=jax_env)
+  proc = _train(three_epochs, *SMALL, '--config.num_epochs=4')
   _one_error_line(proc, 2, 'no checkpoint', 'restores', 'step 12', 'step 8', 'step 4')
   assert _digests(three_epochs / 'checkpoints') == before
   assert not (three_epochs / 'damaged_checkpoints').exists()
 
 
-def test_generate_and_eval_skip_a_damaged_checkpoint(three_epochs, tmp_path, jax_env,
+def test_generate_and_eval_skip_a_damaged_checkpoint(three_epochs, tmp_path,
                                                      eval_cache):
   _truncate_largest_array_file(three_epochs / 'checkpoints' / '12')
   before = _digests(three_epochs / 'checkpoints')
   out = tmp_path / 'g.png'
-  gen = run_script('generate.py', f'--workdir={three_epochs}', '--labels=1,7', f'--out={out}',
-                   env=jax_env)
+  gen = run_script('generate.py', f'--workdir={three_epochs}', '--labels=1,7', f'--out={out}')
   assert gen.returncode == 0 and out.exists(), gen.stderr[-3000:]
   assert 'step 8' in gen.stdout and 'checkpoint step 12 is damaged' in gen.stderr
   ev = run_script('eval.py', f'--workdir={three_epochs}', '--num_samples=200',
                   '--reference=false', '--kid_subsets=2', '--kid_subset_size=100',
-                  f'--cache_dir={eval_cache}', '--format=json', env=jax_env)
+                  f'--cache_dir={eval_cache}', '--format=json')
   assert ev.returncode == 0, ev.stderr[-3000:]
   assert 'checkpoint step 12 is damaged' in ev.stderr and 'Traceback' not in ev.stderr
   assert [r['step'] for r in json.loads(ev.stdout)] == [8]
   assert _digests(three_epochs / 'checkpoints') == before  # readers move nothing
 
 
-def test_generate_and_eval_when_no_checkpoint_restores(three_epochs, tmp_path, jax_env):
+def test_generate_and_eval_when_no_checkpoint_restores(three_epochs, tmp_path):
   for step in (4, 8, 12):
     _truncate_largest_array_file(three_epochs / 'checkpoints' / str(step))
   before = _digests(three_epochs / 'checkpoints')
-  gen = run_script('generate.py', f'--workdir={three_epochs}', f'--out={tmp_path / "g.png"}',
-                   env=jax_env)
+  gen = run_script('generate.py', f'--workdir={three_epochs}', f'--out={tmp_path / "g.png"}')
   _one_error_line(gen, 2, 'no checkpoint', 'restores')
   ev = run_script('eval.py', f'--workdir={three_epochs}', '--num_samples=200',
-                  '--reference=false', env=jax_env)
+                  '--reference=false')
   _one_error_line(ev, 2, 'no checkpoint', 'restores')
   assert _digests(three_epochs / 'checkpoints') == before
 
@@ -220,12 +218,12 @@ def _wait_for(path, proc, timeout=300):
   assert os.path.exists(path), f'{path} never appeared'
 
 
-def _stop_mid_run(workdir, sig, env, before_signal=lambda: None):
+def _stop_mid_run(workdir, sig, before_signal=lambda: None):
   """Starts a long run, freezes it after its first checkpoint, calls `before_signal`,
   sends `sig` and lets it go on; returns (process, stderr, digests at the signal)."""
   log = open(os.path.join(os.path.dirname(workdir), f'{os.path.basename(workdir)}.log'), 'w+')
   proc = subprocess.Popen(_train_cmd(workdir, *LONG), cwd=ROOT, stdout=subprocess.DEVNULL,
-                          stderr=log, env={**os.environ, **env})
+                          stderr=log)
   try:
     _wait_for(os.path.join(workdir, 'checkpoints', str(LONG_EVERY), 'commit_success.txt'),
               proc)
@@ -242,10 +240,9 @@ def _stop_mid_run(workdir, sig, env, before_signal=lambda: None):
   return proc, log.read(), before
 
 
-def test_sigterm_saves_refuses_a_second_trainer_and_resumes_bit_identically(tmp_path,
-                                                                            jax_env):
+def test_sigterm_saves_refuses_a_second_trainer_and_resumes_bit_identically(tmp_path):
   straight = tmp_path / 'straight'
-  ref = _train(straight, *LONG, env=jax_env)
+  ref = _train(straight, *LONG)
   assert ref.returncode == 0, ref.stderr[-3000:]
   workdir = tmp_path / 'stopped'
   second = {}
@@ -253,10 +250,9 @@ def test_sigterm_saves_refuses_a_second_trainer_and_resumes_bit_identically(tmp_
   def start_a_second_trainer():
     record = json.loads((workdir / 'train.lock').read_text())
     second['holder'] = record
-    second['proc'] = _train(workdir, *LONG, env=jax_env)
+    second['proc'] = _train(workdir, *LONG)
 
-  proc, log, before = _stop_mid_run(str(workdir), signal.SIGTERM, jax_env,
-                                    start_a_second_trainer)
+  proc, log, before = _stop_mid_run(str(workdir), signal.SIGTERM, start_a_second_trainer)
   # The second trainer was refused, naming the first; nothing changed meanwhile.
   holder = second['holder']
   assert holder['pid'] == proc.pid and holder['host'] == socket.gethostname()
@@ -271,7 +267,7 @@ def test_sigterm_saves_refuses_a_second_trainer_and_resumes_bit_identically(tmp_
   after = _step_digests(workdir)
   assert {s: after[s] for s in before} == before
   assert (workdir / 'train.lock').read_text() == ''  # released on the way out
-  resumed = _train(workdir, *LONG, env=jax_env)
+  resumed = _train(workdir, *LONG)
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   assert f'Resumed from {workdir}/checkpoints/{step}' in resumed.stderr
   _assert_same_state(_state(workdir), _state(straight))
@@ -306,9 +302,9 @@ def test_dispatch_window_bounds_the_steps_a_signal_waits_for(ahead):
   assert queued(trainer.DispatchWindow(ahead)) <= ahead
 
 
-def test_sigint_saves_and_exits_130(tmp_path, jax_env):
+def test_sigint_saves_and_exits_130(tmp_path):
   workdir = tmp_path / 'interrupted'
-  proc, log, before = _stop_mid_run(str(workdir), signal.SIGINT, jax_env)
+  proc, log, before = _stop_mid_run(str(workdir), signal.SIGINT)
   assert proc.returncode == 130, log[-3000:]
   assert 'Traceback' not in log
   stops = [l for l in log.splitlines() if l.startswith('stopped by SIGINT at step ')]
@@ -319,7 +315,7 @@ def test_sigint_saves_and_exits_130(tmp_path, jax_env):
   assert {s: after[s] for s in before} == before
 
 
-def test_lock_of_a_killed_process_is_taken_over(tmp_path, fashion_dir, jax_env):
+def test_lock_of_a_killed_process_is_taken_over(tmp_path, fashion_dir):
   workdir = tmp_path / 'w'
   workdir.mkdir()
   holder = subprocess.Popen(
@@ -328,14 +324,14 @@ def test_lock_of_a_killed_process_is_taken_over(tmp_path, fashion_dir, jax_env):
        str(workdir)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
   try:
     assert holder.stdout.readline().strip() == 'locked'
-    refused = _train(workdir, *SMALL, '--config.num_epochs=1', env=jax_env)
+    refused = _train(workdir, *SMALL, '--config.num_epochs=1')
     _one_error_line(refused, 2, 'in use', f'pid {holder.pid}')
     assert not (workdir / 'checkpoints').exists()
   finally:
     holder.kill()  # SIGKILL: no clean-up; the lock file still names it
     holder.wait()
   assert json.loads((workdir / 'train.lock').read_text())['pid'] == holder.pid
-  proc = _train(workdir, *SMALL, '--config.num_epochs=1', env=jax_env)
+  proc = _train(workdir, *SMALL, '--config.num_epochs=1')
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert f'taking over the lock of pid {holder.pid}' in proc.stderr
   assert _steps(workdir) == [4]

@@ -18,8 +18,8 @@ LONG = ['--config.num_epochs=1', '--config.checkpoint_every_steps=100']
 
 
 @pytest.fixture
-def processes(tmp_path, jax_env):
-  procs = _Processes(str(tmp_path), jax_env)
+def processes(tmp_path):
+  procs = _Processes(str(tmp_path))
   yield procs
   procs.kill()
 

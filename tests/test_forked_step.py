@@ -31,11 +31,11 @@ def get_config():
 '''
 
 
-def test_the_configs_forked_step_trains_the_run(tmp_path, fashion_dir, jax_env):
+def test_the_configs_forked_step_trains_the_run(tmp_path, fashion_dir):
   (tmp_path / 'my_fork.py').write_text(FORK)
   (tmp_path / 'my_recipe.py').write_text(CONFIG)
   workdir = tmp_path / 'run'
-  env = {**jax_env, 'PYTHONPATH': str(tmp_path)}
+  env = {'PYTHONPATH': str(tmp_path)}
   r = run_script('train.py', f'--config={tmp_path / "my_recipe.py"}', f'--workdir={workdir}',
                  '--config.num_epochs=1', '--config.pipeline=numpy', *TINY, env=env)
   assert r.returncode == 0, r.stderr[-3000:]
@@ -59,11 +59,11 @@ def test_bad_train_step_is_one_error(spec, message):
     tasks.resolve_train_step(spec, steps.train_step)
 
 
-def test_bad_train_step_through_train_py_is_one_error_line(tmp_path, fashion_dir, jax_env):
+def test_bad_train_step_through_train_py_is_one_error_line(tmp_path, fashion_dir):
   (tmp_path / 'my_recipe.py').write_text(textwrap.dedent(CONFIG).replace(
       'my_fork:train_step', 'my_fork_absent:train_step'))
   r = run_script('train.py', f'--config={tmp_path / "my_recipe.py"}',
-                 f'--workdir={tmp_path / "run"}', '--config.pipeline=numpy', *TINY, env=jax_env)
+                 f'--workdir={tmp_path / "run"}', '--config.pipeline=numpy', *TINY)
   assert r.returncode != 0
   errors = [line for line in r.stderr.splitlines() if line.startswith('error:')]
   assert len(errors) == 1 and "cannot import train_step module 'my_fork_absent'" in errors[0], \

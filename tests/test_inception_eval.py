@@ -87,8 +87,8 @@ def test_real_cache_is_never_reused_across_extractors(random_pth, small_inceptio
   assert (again.features == b.features).all()  # now cached under its own checksum
 
 
-def test_missing_weights_is_one_error_line(cgan, tmp_path, jax_env):
-  env = {**jax_env, 'TORCH_HOME': str(tmp_path / 'torch'), inception.ENV_WEIGHTS: ''}
+def test_missing_weights_is_one_error_line(cgan, tmp_path):
+  env = {'TORCH_HOME': str(tmp_path / 'torch'), inception.ENV_WEIGHTS: ''}
   proc = run_script('eval.py', f'--workdir={cgan}', '--features=classifier,inception',
                     f'--cache_dir={tmp_path / "cache"}', env=env)
   assert proc.returncode == 2 and proc.stdout == ''

@@ -47,12 +47,12 @@ def _free_port() -> int:
 class _Processes:
   """An entry point as processes 0..n-1 of one job on 127.0.0.1, their output in files."""
 
-  def __init__(self, logdir, env):
-    self.logdir, self.env, self.procs = logdir, env, []
+  def __init__(self, logdir):
+    self.logdir, self.procs = logdir, []
 
   def start(self, script, *args, n=2, devices_each=2, heartbeat=5):
     address = f'127.0.0.1:{_free_port()}'
-    env = {**os.environ, **self.env, 'JAX_NUM_CPU_DEVICES': str(devices_each)}
+    env = {**os.environ, 'JAX_NUM_CPU_DEVICES': str(devices_each)}
     self.procs = []
     for i in range(n):
       with open(self._path(i, 'out'), 'w') as out, open(self._path(i, 'log'), 'w') as err:
@@ -95,8 +95,8 @@ class _Processes:
 
 
 @pytest.fixture
-def processes(tmp_path, jax_env):
-  procs = _Processes(str(tmp_path), jax_env)
+def processes(tmp_path):
+  procs = _Processes(str(tmp_path))
   yield procs
   procs.kill()  # whatever happened in the test
 
@@ -141,7 +141,7 @@ def _assert_same_training(multi, single, initial, rtol=1e-3):
 @pytest.mark.long('six trainer and four eval.py processes: the one check that 2 processes x 2 '
                   'devices train, resume and evaluate like 1 process x 4')
 def test_two_processes_train_like_one_process_with_four_devices(processes, tmp_path,
-                                                               fashion_dir, jax_env):
+                                                               fashion_dir):
   """Train (and resume) as 2 processes x 2 devices; then eval.py as 2 processes."""
   config = tmp_path / 'sgd_config.py'
   config.write_text(SGD_CONFIG)
@@ -150,7 +150,7 @@ def test_two_processes_train_like_one_process_with_four_devices(processes, tmp_p
   reference = subprocess.Popen(
       [sys.executable, os.path.join(ROOT, 'train.py'),
        *_train_args(config, single, '--config.num_epochs=1')],
-      cwd=ROOT, env={**os.environ, **jax_env, 'JAX_NUM_CPU_DEVICES': '4'},
+      cwd=ROOT, env={**os.environ, 'JAX_NUM_CPU_DEVICES': '4'},
       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
   try:
     # 2 processes x 2 devices: two epochs of 4 steps of 64 images.
@@ -190,7 +190,7 @@ def test_two_processes_train_like_one_process_with_four_devices(processes, tmp_p
   args = (f'--workdir={multi}', '--num_samples=1000', '--kid_subsets=10',
           '--kid_subset_size=100', '--format=csv', f'--cache_dir={tmp_path / "cache"}')
   assert processes.start('eval.py', *args).wait() == [0, 0], processes.log(0)[-3000:]
-  alone = run_script('eval.py', *args, timeout=LAUNCH_TIMEOUT, env=jax_env)
+  alone = run_script('eval.py', *args, timeout=LAUNCH_TIMEOUT)
   assert alone.returncode == 0, alone.stderr[-3000:]
   assert processes.stdout(0) == alone.stdout and 'real test split' in alone.stdout
   assert processes.stdout(1) == ''

@@ -26,14 +26,14 @@ GRID_SIDE = 10 * (28 + 2) + 2  # 10 x 10 tiles of 28 px with a 2 px border
 
 
 @pytest.fixture(scope='module')
-def results(tmp_path_factory, fashion_dir, jax_env, eval_cache):
+def results(tmp_path_factory, fashion_dir, eval_cache):
   """Runs results.py on one runs_dir / out_dir; returns (run(*args) -> proc, out_dir, runs)."""
   base = tmp_path_factory.mktemp('results')
   runs, out = base / 'runs', base / 'out'
 
   def run(*args: str):
     proc = run_script(SCRIPT, *TINY, f'--runs_dir={runs}', f'--out_dir={out}',
-                      f'--cache_dir={eval_cache}', *args, env=jax_env)
+                      f'--cache_dir={eval_cache}', *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 

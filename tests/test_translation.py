@@ -310,10 +310,10 @@ def _tiny(recipe: str) -> list[str]:
                   'the one end-to-end pass of each translation recipe')
 @pytest.mark.parametrize('recipe, n, rows', [('pix2pix', 64, 3), ('cyclegan', 48, 6)])
 def test_translation_recipe_trains_checkpoints_resumes_and_draws(tmp_path, fashion_dir,
-                                                                 jax_env, recipe, n, rows):
+                                                                 recipe, n, rows):
   workdir = tmp_path / recipe
   args = [*_tiny(recipe), f'--workdir={workdir}', f'--config.num_train_examples={n}']
-  proc = run_script('train.py', *args, '--config.num_epochs=1', env=jax_env)
+  proc = run_script('train.py', *args, '--config.num_epochs=1')
   assert proc.returncode == 0, proc.stderr[-3000:]
   per_epoch = n // 16
   assert _checkpoint_steps(workdir) == [per_epoch]
@@ -321,14 +321,13 @@ def test_translation_recipe_trains_checkpoints_resumes_and_draws(tmp_path, fashi
   assert grid.size == (10 * 34 + 2, rows * 34 + 2)  # 10 columns of 32x32 + 2-pixel borders
   assert glob.glob(str(workdir / 'events.out.tfevents.*'))
 
-  proc = run_script('train.py', *args, '--config.num_epochs=2', env=jax_env)
+  proc = run_script('train.py', *args, '--config.num_epochs=2')
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert 'Resumed from' in proc.stderr
   assert _checkpoint_steps(workdir) == [per_epoch, 2 * per_epoch]
 
   # eval.py: the recipe's table, baselines first, the run last; generate.py refuses it.
-  proc = run_script('eval.py', f'--workdir={workdir}', '--num_samples=300', '--format=json',
-                    env=jax_env)
+  proc = run_script('eval.py', f'--workdir={workdir}', '--num_samples=300', '--format=json')
   assert proc.returncode == 0, proc.stderr[-3000:]
   import json
   rows = json.loads(proc.stdout)
@@ -343,7 +342,7 @@ def test_translation_recipe_trains_checkpoints_resumes_and_draws(tmp_path, fashi
     assert rows[0]['share_ab'] < 0.05 and rows[0]['share_ba'] < 0.05  # untranslated
     assert all(r['fid_ab'] > 0 and r['fid_ba'] > 0 for r in rows)
   proc = run_script('generate.py', f'--workdir={workdir}', '--labels=7',
-                    f'--out={tmp_path / "x.png"}', env=jax_env)
+                    f'--out={tmp_path / "x.png"}')
   errors = [l for l in proc.stderr.splitlines() if l.startswith('error: ')]
   assert proc.returncode != 0 and len(errors) == 1 and 'translates images' in errors[0]
 
@@ -351,7 +350,7 @@ def test_translation_recipe_trains_checkpoints_resumes_and_draws(tmp_path, fashi
   before = sorted(os.listdir(workdir / 'checkpoints'))
   other = 'cyclegan' if recipe == 'pix2pix' else 'pix2pix'
   proc = run_script('train.py', *_tiny(other), f'--workdir={workdir}',
-                    f'--config.num_train_examples={n}', env=jax_env)
+                    f'--config.num_train_examples={n}')
   assert proc.returncode != 0
   assert 'different run' in proc.stderr
   assert sorted(os.listdir(workdir / 'checkpoints')) == before
@@ -383,7 +382,7 @@ def test_translation_bad_input_is_one_clear_error(tmp_path):
     assert proc.returncode != 0 and len(errors) == 1 and message in errors[0], proc.stderr[-2000:]
 
 
-def test_pix2pix_trains_on_a_folder_of_paired_images(tmp_path, jax_env):
+def test_pix2pix_trains_on_a_folder_of_paired_images(tmp_path):
   names = [f'{i:03d}.png' for i in range(32)]
   _write_folder(tmp_path / 'data', 'train', names, names)
   _write_folder(tmp_path / 'data', 'test', names[:4], names[:4], seed=1)
@@ -392,7 +391,7 @@ def test_pix2pix_trains_on_a_folder_of_paired_images(tmp_path, jax_env):
                     f'--config.translation.folder={tmp_path / "data"}',
                     '--config.translation.image_size=16', '--config.translation.g_base=8',
                     '--config.translation.d_base=8', '--config.batch_size=16',
-                    '--config.num_epochs=1', env=jax_env)
+                    '--config.num_epochs=1')
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert _checkpoint_steps(workdir) == [2]
   grid = Image.open(workdir / 'samples' / 'epoch_0001.png')
