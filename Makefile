@@ -40,12 +40,13 @@ train: setup data
 # its 10 slowest tests and any test over the per-test budget (pytest.ini).
 # pytest exits 5 when it collected nothing: that is a broken suite, not a pass.
 TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 test: setup data
-	$(PY) -m pytest -q -rs -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder; rc=$$?; \
+	$(PY) -m pytest -q -rs $(XDIST); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 test-fast: setup data
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder -m "not slow and not family_learning and not opt_in"; rc=$$?; [ $$rc -ne 5 ] && exit $$rc || exit 1
+	$(PY) -m pytest -q $(XDIST) -m "not slow and not family_learning and not opt_in"; rc=$$?; [ $$rc -ne 5 ] && exit $$rc || exit 1
 
 # The opt-in learning checks: the GAN family beyond the seed pair and the MLP CGAN, pix2pix and
 # CycleGAN (about 2 hours on 2 CPU cores).
@@ -55,7 +56,7 @@ test-learning: setup data
 # The checks kept out of CI's time budget where a cheaper test covers the same code
 # (marker opt_in; a few minutes).
 test-opt-in: setup data
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder -m opt_in; rc=$$?; [ $$rc -ne 5 ] && exit $$rc || exit 1
+	$(PY) -m pytest -q $(XDIST) -m opt_in; rc=$$?; [ $$rc -ne 5 ] && exit $$rc || exit 1
 
 # The results table (benchmarks/results.py): trains the listed recipes to their budgets,
 # scores milestone epochs, writes docs/results/; re-running resumes and skips what is done.

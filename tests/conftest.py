@@ -196,5 +196,5 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 
 
 def pytest_unconfigure(config):
-  if OWNS_SHARED and not os.environ.get('PYTEST_XDIST_WORKER'):
+  if OWNS_SHARED:  # the controller (or a plain pytest), never an xdist worker
     shutil.rmtree(SHARED, ignore_errors=True)
