@@ -100,12 +100,16 @@ class Discriminator(nn.Module):
     """Conv 64 -> lReLU -> conv 128 -> lReLU -> FC 1024 -> lReLU = φ; ψ(φ) + ⟨embed(y), φ⟩;
     every layer spectrally normalised, no BatchNorm (names as the plain D's layers)."""
     sn = lambda layer, h: spectral_normed(layer)(h, update_stats=train)
-    h = nn.leaky_relu(sn(_Conv(64, (4, 4), strides=(2, 2), name='Conv_0'), x_BHWC), 0.2)
-    h = nn.leaky_relu(sn(_Conv(128, (4, 4), strides=(2, 2), name='Conv_1'), h), 0.2)
+    # The layers compute in the input's dtype: SpectralNorm hands them a float32 kernel (its
+    # power-iteration state is float32), which would otherwise promote a bfloat16 run.
+    dt = x_BHWC.dtype
+    h = nn.leaky_relu(sn(_Conv(64, (4, 4), strides=(2, 2), dtype=dt, name='Conv_0'), x_BHWC), 0.2)
+    h = nn.leaky_relu(sn(_Conv(128, (4, 4), strides=(2, 2), dtype=dt, name='Conv_1'), h), 0.2)
     h = self._mbstd(h, train)
-    phi_BF = nn.leaky_relu(sn(_Dense(1024, name='Dense_0'), h.reshape(h.shape[0], -1)), 0.2)
+    phi_BF = nn.leaky_relu(sn(_Dense(1024, dtype=dt, name='Dense_0'),
+                              h.reshape(h.shape[0], -1)), 0.2)
     self.sow('intermediates', 'phi', phi_BF)  # read by the tests (mutable=['intermediates'])
-    logits = sn(_Dense(1, name='psi'), phi_BF)[:, 0]
+    logits = sn(_Dense(1, dtype=dt, name='psi'), phi_BF)[:, 0]
     if self.conditional:
       embed = sn(EmbedAsDense(self.num_classes, phi_BF.shape[-1], embedding_init=_init,
                               name='embed'), y_B)
