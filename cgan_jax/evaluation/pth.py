@@ -1,12 +1,17 @@
-"""Reads a PyTorch state dict (a `.pth` file of `torch.save`) into numpy arrays, without torch.
+"""Reads PyTorch weights into numpy arrays, without torch: a state dict (a `.pth` file of
+`torch.save`) or the parameters of a TorchScript archive (`torch.jit.save`).
 
 Both of torch.save's layouts are read: the zip archive of PyTorch >= 1.6 (`<name>/data.pkl`
 plus one raw file per storage under `<name>/data/`) and the older "legacy" stream (magic
 number, protocol version, system info, the pickled object, the storage keys, then each
 storage as an int64 element count and its raw bytes), which is what older checkpoints such
-as pytorch-fid's InceptionV3 weights may use. The unpickler only builds ordered dicts, tensors
-and storages: any other class in the file is refused, so reading an untrusted file cannot run
-code (unlike a plain `pickle.load`).
+as pytorch-fid's InceptionV3 weights may use. A TorchScript archive is torch.save's zip layout
+whose data.pkl holds the module tree (`__torch__.*` objects) instead of a dict; its `code/`
+(TorchScript source) is never read, let alone run.
+
+The unpickler only builds ordered dicts, tensors, storages, lists and inert `ScriptObject`s
+(a TorchScript module's class name and attribute dict): any other class in the file is
+refused, so reading an untrusted file cannot run code (unlike a plain `pickle.load`).
 """
 
 import collections
@@ -84,10 +89,30 @@ class _StorageType:
     self.dtype = np.dtype(_STORAGE_DTYPES[name])
 
 
+class ScriptObject:
+  """A TorchScript object (module) as plain data: `qualname` ('__torch__.<module>.<Class>')
+  and `attributes` (tensors, submodules, ints, lists...), set by the pickle's BUILD."""
+  qualname = ''
+
+  def __setstate__(self, state: Any) -> None:
+    if not isinstance(state, dict):
+      raise FormatError(f'a TorchScript {self.qualname} with a non-dict state')
+    self.attributes = state
+
+  @property
+  def kind(self) -> str:
+    """The class name without its module and TorchScript's mangling: 'MaxPool2d'."""
+    return self.qualname.rsplit('.', 1)[-1]
+
+
 _ALLOWED = {
     ('collections', 'OrderedDict'): collections.OrderedDict,
     ('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor,
     ('torch._utils', '_rebuild_parameter'): _rebuild_parameter,
+    # TorchScript's typed lists (e.g. a conv's padding: List[int]) and container type tags.
+    **{('torch.jit._pickle', f'build_{kind}list'): list
+       for kind in ('int', 'double', 'bool', 'tensor')},
+    ('torch.jit._pickle', 'restore_type_tag'): lambda value, type_tag: value,
 }
 
 
@@ -98,12 +123,18 @@ class _Unpickler(pickle.Unpickler):
     super().__init__(file)
     self._read_storage = read_storage
     self.storages: dict[str, _Storage] = {}
+    self._script_classes: dict[str, type] = {}
 
   def find_class(self, module: str, name: str) -> Any:
     if (module, name) in _ALLOWED:
       return _ALLOWED[module, name]
     if module == 'torch' and name in _STORAGE_DTYPES:
       return _StorageType(name)
+    if module == '__torch__' or module.startswith('__torch__.'):  # inert: attributes only
+      qualname = f'{module}.{name}'
+      if qualname not in self._script_classes:
+        self._script_classes[qualname] = type(name, (ScriptObject,), {'qualname': qualname})
+      return self._script_classes[qualname]
     raise FormatError(f'the file holds a {module}.{name}, which is not part of a state dict')
 
   def persistent_load(self, pid: Any) -> _Storage:
@@ -181,14 +212,79 @@ def _materialise(obj: Any) -> Any:
     return obj.numpy()
   if isinstance(obj, dict):
     return {k: _materialise(v) for k, v in obj.items()}
+  if isinstance(obj, list):
+    return [_materialise(v) for v in obj]
+  if isinstance(obj, ScriptObject):
+    obj.attributes = _materialise(getattr(obj, 'attributes', {}))
   return obj
 
 
-def load_state_dict(path: str) -> dict[str, np.ndarray]:
-  """The {name: array} of a `.pth` state dict; FormatError for anything else.
+@dataclasses.dataclass(frozen=True)
+class Contents:
+  """What a weights file holds: a state dict, or a TorchScript module tree flattened to
+  dotted names (tensors; other attributes such as a conv's stride; the modules themselves,
+  whose `kind` is their class)."""
+  torchscript: bool
+  tensors: dict[str, np.ndarray]
+  attributes: dict[str, Any]
+  modules: dict[str, ScriptObject]
+
+
+def _flatten(module: ScriptObject, prefix: str, out: Contents) -> None:
+  out.modules[prefix.rstrip('.')] = module
+  for name, value in getattr(module, 'attributes', {}).items():
+    if isinstance(value, ScriptObject):
+      _flatten(value, f'{prefix}{name}.', out)
+    elif isinstance(value, np.ndarray):
+      out.tensors[prefix + name] = value
+    elif name not in ('training', '_is_full_backward_hook'):
+      out.attributes[prefix + name] = value
+
+
+def read(path: str) -> Contents:
+  """A `.pth` state dict or a TorchScript archive's tensors; FormatError for anything else.
 
   OSError (missing, unreadable) passes through for the caller to word.
   """
+  try:
+    obj = _materialise(_read_object(path))
+    if isinstance(obj, ScriptObject):
+      contents = Contents(True, {}, {}, {})
+      _flatten(obj, '', contents)
+      return contents
+  except RecursionError as e:  # only a crafted file nests objects in a cycle
+    raise FormatError('objects nested in a cycle') from e
+  if not isinstance(obj, dict) or not all(isinstance(v, np.ndarray) for v in obj.values()):
+    raise FormatError('the file holds something other than a dict of tensors or a '
+                      'TorchScript module')
+  return Contents(False, obj, {}, {})
+
+
+def load_state_dict(path: str) -> dict[str, np.ndarray]:
+  """The {name: array} of a `.pth` state dict; FormatError for anything else."""
+  contents = read(path)
+  if contents.torchscript:
+    raise FormatError('a TorchScript archive, not a state dict')
+  return contents.tensors
+
+
+def mismatches(tensors: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]],
+               ignore: str = 'num_batches_tracked') -> list[str]:
+  """What keeps `tensors` from being exactly the named `shapes`, worded for an error line
+  (names ending in `ignore`, BatchNorm's step counters, may be extra)."""
+  missing = sorted(set(shapes) - set(tensors))
+  extra = sorted(k for k in set(tensors) - set(shapes) if not k.endswith(ignore))
+  misfit = sorted(f'{k} {tuple(tensors[k].shape)}, not {tuple(shapes[k])}' for k in shapes
+                  if k in tensors and tuple(tensors[k].shape) != tuple(shapes[k]))
+  problems = []
+  for what, names in (('missing', missing), ('unexpected', extra), ('of the wrong shape', misfit)):
+    if names:
+      problems.append(f'{len(names)} tensors {what} (e.g. {names[0]})')
+  return problems
+
+
+def _read_object(path: str) -> Any:
+  """The unpickled object of a torch.save / torch.jit.save file, tensors not yet read out."""
   with open(path, 'rb') as f:
     try:
       if f.read(4) == b'PK\x03\x04':  # a zip archive (a truncated one has no directory)
@@ -203,7 +299,4 @@ def load_state_dict(path: str) -> dict[str, np.ndarray]:
     except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, struct.error, ValueError,
             TypeError, KeyError, IndexError, AttributeError, UnicodeDecodeError) as e:
       raise FormatError(f'{type(e).__name__}: {e}'[:200]) from e
-  obj = _materialise(obj)
-  if not isinstance(obj, dict) or not all(isinstance(v, np.ndarray) for v in obj.values()):
-    raise FormatError('the file holds something other than a dict of tensors')
   return obj
