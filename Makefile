@@ -80,3 +80,4 @@ gpu-bundle: setup data
 	  --implementation cp --platform manylinux2014_x86_64 --platform any -d .whl \
 	  ml_collections==1.1.0 clu==0.0.12
 	cp $(FASHION_DIR)/*-ubyte.gz data/fashion-mnist/
+	@$(PY) benchmarks/bundle_size.py .whl data

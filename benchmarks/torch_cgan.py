@@ -5,11 +5,20 @@ deconv 64 4x4/2-BN-ReLU, deconv 1 4x4/2-sigmoid; D: conv 64 4x4/2-lReLU, conv 12
 4x4/2-BN-lReLU, FC 1024-BN-lReLU, FC 1), N(0, 0.02) init, BatchNorm momentum 0.1
 (= decay 0.9), eps 1e-5, non-saturating loss on logits, Adam(b1=0.5) with D lr 2e-4 and
 G lr 1e-3, batch 64, one D then one G update per batch on one forward G(z) (detached for
-D's loss), as PyTorch's DCGAN example does. Eager mode (or `--compile`: torch.compile), the
-dataset held in memory as a tensor on the device, all cores (torch.set_num_threads), losses
-fetched once per timed run: no handicaps.
+D's loss), as PyTorch's DCGAN example does. The dataset held in memory as a tensor on the
+device, all cores (torch.set_num_threads), losses fetched once per timed run: no handicaps.
 
-  python benchmarks/torch_cgan.py --steps=20          # standalone: prints s/step, img/s
+Modes (MODES), for a fair comparison with XLA, which computes f32 convolutions and dots in
+TF32 on Ampere/Hopper by default:
+  eager          PyTorch's defaults (f32 matmuls exact; cuDNN convolutions may use TF32:
+                 torch.backends.cudnn.allow_tf32 is True by default)
+  compile        torch.compile of G and D, defaults otherwise
+  eager_tf32     matmul and cuDNN TF32 allowed, cudnn.benchmark on (on CPU: = eager)
+  autocast_bf16  forward and losses under torch.autocast(bfloat16) (f32 weights and Adam)
+Each mode's settings are set around its own steps and restored after (`Trainer.settings`):
+runners interleaved in one process do not leak them into each other.
+
+  python benchmarks/torch_cgan.py --steps=20 [--mode=eager_tf32]   # prints s/step, img/s
 
 benchmarks/train_benchmark.py imports it to time both frameworks in one process.
 `--model=mlp_cgan_concat` is the peer of configs/cgan_mlp_concat.py instead (G(z ‖ y) and
@@ -17,6 +26,7 @@ D(x ‖ y) with one hidden layer of 128, Xavier init, z ~ U(-1, 1)^100, Adam 1e-
 """
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -109,16 +119,48 @@ PEERS = {
 }
 
 
+# mode -> (torch.compile, TF32 + cudnn.benchmark, autocast dtype)
+MODES = {
+    'eager': (False, False, None),
+    'compile': (True, False, None),
+    'eager_tf32': (False, True, None),
+    'autocast_bf16': (False, False, torch.bfloat16),
+}
+_FLAGS = ('cuda.matmul.allow_tf32', 'cudnn.allow_tf32', 'cudnn.benchmark')
+
+
+def _flag(name: str, value: bool | None = None) -> bool:
+  """Reads (or sets, then reads) torch.backends.<name>."""
+  *path, attr = name.split('.')
+  owner = torch.backends
+  for p in path:
+    owner = getattr(owner, p)
+  if value is not None:
+    setattr(owner, attr, value)
+  return bool(getattr(owner, attr))
+
+
+# PyTorch's settings as this process found them: the non-TF32 modes run with these.
+_DEFAULTS = {name: _flag(name) for name in _FLAGS}
+
+
 class Trainer:
   """Models, optimizers and the in-memory dataset; `step(i)` trains on batch i of an epoch.
 
-  device: 'cpu' or 'cuda' (models and the dataset live there). compile: wrap G and D in
-  `torch.compile` (on CPU it needs a C++ compiler; the first steps compile).
+  device: 'cpu' or 'cuda' (models and the dataset live there). mode: a key of MODES
+  ('compile' wraps G and D in `torch.compile`: on CPU it needs a C++ compiler; the first
+  steps compile); `compile=True` is mode='compile'.
   """
 
   def __init__(self, images_NHW: np.ndarray, labels_N: np.ndarray, batch_size: int = 64,
                seed: int = 0, threads: int = 0, model: str = 'infogan_cgan',
-               device: str = 'cpu', compile: bool = False):
+               device: str = 'cpu', compile: bool = False, mode: str = 'eager'):
+    mode = 'compile' if compile else mode
+    if mode not in MODES:
+      raise ValueError(f'unknown mode {mode!r}; known: {", ".join(MODES)}')
+    self.mode = mode
+    compile, tf32, self.autocast_dtype = MODES[mode]
+    self._flags = {name: True if tf32 else _DEFAULTS[name] for name in _FLAGS}
     torch.manual_seed(seed)
     torch.set_num_threads(threads or os.cpu_count())
     self.device = torch.device(device)
@@ -134,6 +176,31 @@ class Trainer:
     self.batch_size = batch_size
     self.order = torch.randperm(len(self.labels), device=self.device)
 
+  @contextlib.contextmanager
+  def settings(self):
+    """This mode's backend flags, set for the block and restored after it."""
+    before = {name: _flag(name) for name in _FLAGS}
+    try:
+      for name, value in self._flags.items():
+        _flag(name, value)
+      yield
+    finally:
+      for name, value in before.items():
+        _flag(name, value)
+
+  def precision(self) -> dict:
+    """The precision settings in effect while this mode's steps run (for the JSON)."""
+    with self.settings():
+      flags = {name.replace('.', '_'): _flag(name) for name in _FLAGS}
+      autocast = str(self.autocast_dtype).replace('torch.', '') if self.autocast_dtype else None
+      return dict(mode=self.mode, device=self.device.type, **flags, autocast_dtype=autocast,
+                  float32_matmul_precision=torch.get_float32_matmul_precision(),
+                  compiled=MODES[self.mode][0])
+
+  def _autocast(self):
+    return torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.bfloat16,
+                          enabled=self.autocast_dtype is not None)
+
   def step(self, i: int) -> dict[str, torch.Tensor]:
     """One D then one G update; G runs forward once (its graph serves G's loss too)."""
     rows = self.order[(i * self.batch_size) % (len(self.order) - self.batch_size + 1):][
@@ -146,27 +213,31 @@ class Trainer:
     z = torch.rand(b, self.z_dim, device=self.device) * 2 - 1
     ones, zeros = torch.ones(b, device=self.device), torch.zeros(b, device=self.device)
 
-    fake = self.G(z, y_onehot)
+    with self._autocast():  # forward and losses only (autocast's recipe); a no-op in f32
+      fake = self.G(z, y_onehot)
+      d_loss = (F.binary_cross_entropy_with_logits(self.D(x, y_fill), ones)
+                + F.binary_cross_entropy_with_logits(self.D(fake.detach(), y_fill), zeros))
     self.D_opt.zero_grad(set_to_none=True)
-    d_loss = (F.binary_cross_entropy_with_logits(self.D(x, y_fill), ones)
-              + F.binary_cross_entropy_with_logits(self.D(fake.detach(), y_fill), zeros))
     d_loss.backward()
     self.D_opt.step()
 
     self.G_opt.zero_grad(set_to_none=True)
-    g_loss = F.binary_cross_entropy_with_logits(self.D(fake, y_fill), ones)
+    with self._autocast():
+      g_loss = F.binary_cross_entropy_with_logits(self.D(fake, y_fill), ones)
     g_loss.backward()
     self.G_opt.step()
     return {'d_loss': d_loss.detach(), 'g_loss': g_loss.detach()}
 
   def time_steps(self, first: int, n: int) -> float:
     """Seconds for steps first..first+n-1, losses fetched at the end (as a loop that logs
-    every so many steps does; the JAX side is timed the same way)."""
-    start = time.perf_counter()
-    for i in range(first, first + n):
-      losses = self.step(i)
-    float(losses['d_loss'])  # waits for the device
-    return time.perf_counter() - start
+    every so many steps does; the JAX side is timed the same way), under this mode's
+    settings."""
+    with self.settings():
+      start = time.perf_counter()
+      for i in range(first, first + n):
+        losses = self.step(i)
+      float(losses['d_loss'])  # waits for the device
+      return time.perf_counter() - start
 
 
 def main() -> None:
@@ -175,19 +246,20 @@ def main() -> None:
   parser.add_argument('--repeats', type=int, default=3)
   parser.add_argument('--model', choices=sorted(PEERS), default='infogan_cgan')
   parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-  parser.add_argument('--compile', action='store_true')
+  parser.add_argument('--mode', choices=list(MODES), default='eager')
+  parser.add_argument('--compile', action='store_true', help="= --mode=compile")
   args = parser.parse_args()
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   from cgan_jax import input_pipeline  # the same IDX reader as the JAX side
   images, labels = input_pipeline.load_split('fashion_mnist', 'train')
   trainer = Trainer(images[..., 0], labels, model=args.model, device=args.device,
-                    compile=args.compile)
+                    compile=args.compile, mode=args.mode)
   trainer.time_steps(0, 3)  # warm-up
   times = [trainer.time_steps(3 + r * args.steps, args.steps) / args.steps
            for r in range(args.repeats)]
   s = float(np.median(times))
-  print(f'torch {torch.__version__}, {torch.get_num_threads()} threads: {s:.3f} s/step, '
-        f'{64 / s:.1f} img/s')
+  print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, {trainer.mode}: '
+        f'{s:.3f} s/step, {64 / s:.1f} img/s; {trainer.precision()}')
 
 
 if __name__ == '__main__':
