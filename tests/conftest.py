@@ -20,6 +20,9 @@ os.environ.setdefault('JAX_NUM_CPU_DEVICES', '4')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 os.environ['CGAN_JAX_OFFLINE'] = '1'  # no test, nor any script it runs, may download data
+# eval.py and results.py add InceptionV3 tables when its weights are installed (as they are
+# for the suite): hours of CPU at 299x299. Tests of that default set CGAN_JAX_FEATURES=auto.
+os.environ.setdefault('CGAN_JAX_FEATURES', 'classifier')
 
 # The first pytest process of a run (the xdist controller, or a plain pytest) makes the run's
 # shared folder; xdist workers and every script a test starts inherit it through the

@@ -63,10 +63,11 @@ def test_csv_columns_and_seed_dependence(cgan, eval_py):
                            'fid_draw_std', 'precision_draw_std', 'recall_draw_std',
                            'intra_fid_draw_std', 'cond_acc_draw_std', 'features', 'extractor',
                            'extractor_sha256', 'real_split', 'real_images', 'resize', 'seed',
-                           'draws', 'note']
+                           'draws', 'note', 'extractor_file']
   assert rows[0]['extractor'] == 'classifier' and rows[0]['real_images'] == '60000'
   assert rows[0]['seed'] == '4' and rows[0]['note'] == '-' and rows[0]['draws'] == '1'
   assert rows[0]['fid_draw_std'] == '-'  # one draw: no spread
+  assert rows[0]['extractor_file'] == 'classifier_fashion_mnist_v1.msgpack'
   assert len(rows) == 1 and rows[0]['step'] == '4'
   seed3 = json.loads(eval_py(f'--workdir={cgan}', '--format=json', '--seed=3',
                              '--noreference'))[0]

@@ -293,4 +293,4 @@ def test_random_weights_are_labelled_nonstandard(random_pth):
   assert not weights.standard and weights.tag == f'inception-{weights.sha256[:8]}'
   space = inception.feature_space(weights)
   assert 'NOT the standard weights' in space.note and space.feature_dim == 2048
-  assert space.batch_size == 50 and not space.class_probs and '299x299' in space.resize
+  assert space.batch_size == 10 and not space.class_probs and '299x299' in space.resize

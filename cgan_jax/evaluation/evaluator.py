@@ -2,13 +2,16 @@
 
 Model rows compare `num_samples` draws of G with the real train split; the real-data row scores
 the test split the same way, so every model number has its ceiling (or floor) beside it. Each
-feature space (the committed classifier; InceptionV3 with pytorch-fid's weights for numbers
+feature space (the committed classifier; InceptionV3 with the FID weights for numbers
 comparable with papers) gives its own rows, each carrying the protocol it was computed with.
+InceptionV3's rows hold the standard FID and KID only (`FeatureSpace.fid_kid_only`); --features'
+default, 'auto', adds them wherever `inception.locate` finds the weights (`resolve_features`).
 """
 
 import copy
 import dataclasses
 import functools
+import os
 from typing import Any, Callable
 
 import jax
@@ -23,6 +26,8 @@ from cgan_jax.evaluation import classifier, features, metrics
 
 Row = dict[str, Any]
 EXTRACTORS = ('classifier', 'inception')
+AUTO = 'auto'  # --features' default: the classifier, plus InceptionV3 when its weights are found
+ENV_FEATURES = 'CGAN_JAX_FEATURES'  # what --features=auto means instead (e.g. 'classifier')
 # With several draws per run row: the metrics whose spread over the draws each row also gives
 # (as '<key>_draw_std'). KID's and IS's own ± (over subsets / splits) stay as they are.
 DRAW_STD_KEYS = ('fid', 'precision', 'recall', 'intra_fid', 'cond_acc')
@@ -68,6 +73,31 @@ def check_num_samples(num_samples: int, feature_dim: int, name: str = 'classifie
                     f'{feature_dim} {name} features')
 
 
+def resolve_features(names: list[str] | tuple[str, ...], inception_weights: str | None = None
+                     ) -> tuple[tuple[str, ...], str | None]:
+  """--features -> (feature spaces, a note for stderr or None). 'auto' ($CGAN_JAX_FEATURES
+  when set): the classifier, plus InceptionV3 when `inception.locate` finds weights; none found
+  is a note, never an error nor a download (a missing --inception_weights file is an error)."""
+  names = tuple(names)
+  if names == (AUTO,) and os.environ.get(ENV_FEATURES, AUTO) != AUTO:
+    names = tuple(n.strip() for n in os.environ[ENV_FEATURES].split(',') if n.strip())
+  if names != (AUTO,):
+    unknown = [n for n in names if n not in EXTRACTORS]
+    if unknown or not names:
+      raise UserError(f'unknown --features {",".join(unknown)!r}; known: {AUTO} (alone), '
+                      f'{", ".join(EXTRACTORS)}')
+    return tuple(dict.fromkeys(names)), None
+  from cgan_jax.evaluation import inception  # pylint: disable=g-import-not-at-top
+  try:
+    path = inception.locate(inception_weights)
+  except UserError as e:
+    if inception_weights:
+      raise
+    return ('classifier',), f'classifier features only, no standard FID: {e}'
+  return EXTRACTORS, (f'standard FID and KID in InceptionV3 features too ({path}); '
+                      '--features=classifier leaves them out')
+
+
 def feature_space(name: str, dataset: str, options: Options) -> features.FeatureSpace:
   """The feature space `name` (one of EXTRACTORS) for `dataset`; UserError if unavailable."""
   if name == 'classifier':
@@ -108,7 +138,10 @@ class DatasetEvaluator:
     self.space = space or feature_space('classifier', self.dataset, options)
     self.num_classes = input_pipeline.DATASETS[self.dataset].num_classes
     self.feature_dim = self.space.feature_dim
-    check_num_samples(options.num_samples, self.feature_dim, self.space.name)
+    # A second opinion (InceptionV3) gives KID alone, FID a dash, with too few samples for FID.
+    self.fid_ok = options.num_samples > self.feature_dim
+    if not self.space.fid_kid_only:
+      check_num_samples(options.num_samples, self.feature_dim, self.space.name)
     self._samplers: dict[Any, Callable] = {}
 
   def real_split(self, split: str) -> features.RealSet:
@@ -166,22 +199,27 @@ class DatasetEvaluator:
     variables = self.space.variables  # an argument, not a constant folded into the program
     batch = min(self.options.batch_size, self.space.batch_size)
     feats, probs = features.in_batches(lambda z, y: draw(variables, g_params, g_stats, z, y), n,
-                                       batch, z_NZ, labels_N)
+                                       batch, z_NZ, labels_N,
+                                       label=f'{self.space.name} features of {n} samples of G')
     return feats, probs, labels_N
 
   def score(self, feats: np.ndarray, probs: np.ndarray, labels: np.ndarray,
             conditional: bool) -> Row:
     """All metrics of one sample set against the train split; conditional ones or None."""
     o, train = self.options, self.train
-    row: Row = {'fid': metrics.frechet_distance(*metrics.mean_cov(feats), train.mean, train.cov)}
+    row: Row = {'fid': None}
+    if len(feats) > self.feature_dim or not self.space.fid_kid_only:
+      row['fid'] = metrics.frechet_distance(*metrics.mean_cov(feats), train.mean, train.cov)
     row['kid'], row['kid_std'] = metrics.kid(feats, train.features, o.kid_subsets,
                                              o.kid_subset_size, seed=o.seed)
     row['is'] = row['is_std'] = None  # weights without the class layer (default_1.pt): no IS
     if probs.shape[1]:
       row['is'], row['is_std'] = metrics.inception_score(probs)
+    row['precision'] = row['recall'] = row['intra_fid'] = row['cond_acc'] = None
+    if self.space.fid_kid_only:  # FID and KID (and IS when free): the standard numbers only
+      return row
     real, radii = self.pr_reference
     row['precision'], row['recall'] = metrics.precision_recall(real, feats, o.k, radii)
-    row['intra_fid'] = row['cond_acc'] = None
     if conditional:
       if self.space.class_probs:  # InceptionV3's classes are ImageNet's, not the dataset's
         row['cond_acc'] = metrics.conditional_accuracy(probs, labels)
@@ -211,9 +249,14 @@ class DatasetEvaluator:
   def protocol(self) -> Row:
     """How every number of a row was computed (tables print it beside the numbers)."""
     s = self.space
+    notes = [s.note] if s.note else []
+    if not self.fid_ok:
+      notes.append(f'FID needs at least {self.feature_dim + 1} samples (d = {self.feature_dim}): '
+                   'KID only')
     return {'features': s.tag, 'extractor': s.name, 'extractor_sha256': s.sha256,
             'real_split': 'train', 'real_images': len(self.train.labels), 'resize': s.resize,
-            'seed': self.options.seed, 'draws': self.options.draws, 'note': s.note or None}
+            'seed': self.options.seed, 'draws': self.options.draws,
+            'note': '; '.join(notes) or None, 'extractor_file': s.source or None}
 
   def reference_row(self) -> Row:
     """The real test split scored like a model: the ceiling of every column."""

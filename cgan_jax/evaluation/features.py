@@ -2,8 +2,11 @@
 feature sets of real data splits."""
 
 import dataclasses
+import functools
 import os
-from typing import Any, Callable
+import sys
+import time
+from typing import Any, Callable, TextIO
 
 import jax
 import jax.numpy as jnp
@@ -30,6 +33,11 @@ class FeatureSpace:
   resize: str               # what happens to a dataset-sized image before the network
   class_probs: bool         # probabilities are over the dataset's classes (cond. accuracy)
   note: str = ''            # a warning every table carries (e.g. nonstandard weights)
+  protocol: str = ''        # the input protocol's id ('tf-fid-299'): with sha256, the cache key
+  source: str = ''          # the weights file's name, for tables
+  # A second opinion beside the classifier (InceptionV3): FID and KID only (IS when free), no
+  # precision/recall nor per-class statistics; FID a dash, not an error, below d + 1 samples.
+  fid_kid_only: bool = False
 
 
 def classifier_space(asset: classifier.Asset, batch_size: int = 1000) -> FeatureSpace:
@@ -42,7 +50,8 @@ def classifier_space(asset: classifier.Asset, batch_size: int = 1000) -> Feature
   return FeatureSpace(name='classifier', tag=asset.tag, sha256=asset.meta['sha256'],
                       feature_dim=int(asset.meta['feature_dim']), apply=apply,
                       variables=asset.variables, batch_size=batch_size,
-                      resize=f'none ({side}x{side}, the classifier\'s input)', class_probs=True)
+                      resize=f'none ({side}x{side}, the classifier\'s input)', class_probs=True,
+                      source=f'classifier_{asset.meta["dataset"]}_v{asset.meta["version"]}.msgpack')
 
 
 def default_cache_dir() -> str:
@@ -74,19 +83,74 @@ def extractor(asset: classifier.Asset) -> Extractor:
   return extract
 
 
+PROGRESS_EVERY_S = 10.0  # an extraction longer than this reports on stderr, this often
+
+
+def _duration(seconds: float) -> str:
+  seconds = int(round(seconds))
+  if seconds < 60:
+    return f'{seconds} s'
+  if seconds < 3600:
+    return f'{seconds // 60} min {seconds % 60:02d} s'
+  return f'{seconds // 3600} h {seconds % 3600 // 60:02d} min'
+
+
+class Progress:
+  """'label: done/total images, N images/s, ETA' on stderr every PROGRESS_EVERY_S, once the
+  work has taken that long (short extractions print nothing), and a last line when done."""
+
+  def __init__(self, total: int, label: str = 'features', stream: TextIO | None = None):
+    self.total, self.label, self.stream = total, label, stream
+    self.start = self.last = time.monotonic()
+    self.printed = False
+
+  def _line(self, done: int, now: float) -> str:
+    rate = done / max(now - self.start, 1e-9)
+    eta = _duration((self.total - done) / rate) if rate > 0 else '?'
+    return (f'{self.label}: {done}/{self.total} images ({100 * done / self.total:.0f} %), '
+            f'{rate:.1f} images/s, ETA {eta}')
+
+  def update(self, done: int) -> None:
+    now = time.monotonic()
+    if now - self.last >= PROGRESS_EVERY_S and done < self.total:
+      self.last, self.printed = now, True
+      print(self._line(done, now), file=self.stream or sys.stderr, flush=True)
+
+  def close(self) -> None:
+    if self.printed:
+      elapsed = time.monotonic() - self.start
+      print(f'{self.label}: {self.total} images in {_duration(elapsed)} '
+            f'({self.total / max(elapsed, 1e-9):.1f} images/s)', file=self.stream or sys.stderr,
+            flush=True)
+
+
 def in_batches(fn: Callable[..., tuple[jax.Array, jax.Array]], n: int, batch: int,
-               *arrays: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """Runs a jitted `fn` over the leading axis of `arrays` in fixed-size (padded) batches."""
+               *arrays: np.ndarray, label: str = 'features') -> tuple[np.ndarray, np.ndarray]:
+  """Runs a jitted `fn` over the leading axis of `arrays` in fixed-size batches (the last one
+  padded: one shape, one compilation; no larger than n), with progress on stderr when it takes
+  long."""
   feats, probs = [], []
+  batch = max(1, min(batch, n))
+  progress = Progress(n, label)
   for i in range(0, n, batch):
     chunk = [a[i:i + batch] for a in arrays]
     valid = len(chunk[0])
     chunk = [np.concatenate([c, np.repeat(c[-1:], batch - valid, 0)]) if valid < batch else c
-             for c in chunk]  # one shape, one compilation
+             for c in chunk]
     f, p = jax.device_get(fn(*chunk))
     feats.append(f[:valid])
     probs.append(p[:valid])
+    progress.update(i + valid)
+  progress.close()
   return np.concatenate(feats).astype(np.float32), np.concatenate(probs).astype(np.float32)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _from_bytes(apply: Callable, variables: Any, x_BHWC: jax.Array
+                ) -> tuple[jax.Array, jax.Array]:
+  """A space's features of uint8 images: compiled once per space (its `apply`) and batch
+  shape, so the train and test splits share one compilation."""
+  return apply(variables, x_BHWC.astype(jnp.float32) / 255.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,17 +194,22 @@ def _as_space(space: 'FeatureSpace | classifier.Asset', dataset: str | None
 
 def cache_path(cache_dir: str, dataset: str, split: str,
                space: 'FeatureSpace | classifier.Asset', num_real: int = 0) -> str:
-  """One file per dataset, split, feature space (its tag) and real-image count."""
+  """One file per dataset, split, feature space (its tag and input protocol) and real-image
+  count."""
   count = f'_first{num_real}' if num_real else ''
-  return os.path.join(cache_dir, f'real_{dataset}_{split}_{space.tag}{count}.npz')
+  protocol = getattr(space, 'protocol', '')
+  name = f'{space.tag}_{protocol}' if protocol else space.tag
+  return os.path.join(cache_dir, f'real_{dataset}_{split}_{name}{count}.npz')
 
 
-def _read_cache(path: str, sha256: str) -> RealSet | None:
-  """The cached set if it exists and was computed by the extractor of checksum `sha256`."""
+def _read_cache(path: str, sha256: str, protocol: str = '') -> RealSet | None:
+  """The cached set if it exists and was computed by the extractor of checksum `sha256` with
+  the input protocol `protocol` (the weights' sha256 and the protocol are both its key)."""
   try:
     with np.load(path) as f:
-      if str(f['extractor_sha256']) != sha256:
-        logging.warning('Ignoring %s: computed by another feature extractor', path)
+      theirs = str(f['extractor_protocol']) if 'extractor_protocol' in f.files else ''
+      if str(f['extractor_sha256']) != sha256 or theirs != protocol:
+        logging.warning('Ignoring %s: computed by another feature extractor or protocol', path)
         return None
       return RealSet(**{k: f[k] for k in RealSet.__dataclass_fields__})
   except (OSError, ValueError, KeyError, EOFError):
@@ -151,10 +220,11 @@ def real_set(space: 'FeatureSpace | classifier.Asset', split: str, cache_dir: st
              data_dir: str | None = None, batch: int | None = None, dataset: str | None = None,
              num_real: int = 0) -> RealSet:
   """Features/statistics of a real split (its first `num_real` images; 0: all), cached per
-  dataset, split, count and feature extractor (checked by its sha256 on every read)."""
+  dataset, split, count, feature extractor and input protocol (the sha256 of its weights and
+  the protocol are checked on every read). Per-class statistics: none for fid_kid_only spaces."""
   space, dataset = _as_space(space, dataset)
   path = cache_path(cache_dir or default_cache_dir(), dataset, split, space, num_real)
-  cached = _read_cache(path, space.sha256)
+  cached = _read_cache(path, space.sha256, space.protocol)
   if cached is not None:
     return cached
   images, labels = input_pipeline.load_split(dataset, split, data_dir)
@@ -162,21 +232,23 @@ def real_set(space: 'FeatureSpace | classifier.Asset', split: str, cache_dir: st
     images, labels = images[:num_real], labels[:num_real]
   logging.info('Computing %s features of %d real %s %s images (cached in %s)', space.name,
                len(images), dataset, split, path)
-  fn = jax.jit(lambda v, x: space.apply(v, x.astype(jnp.float32) / 255.0))
-  feats, probs = in_batches(lambda x: fn(space.variables, x), len(images),
-                            batch or space.batch_size, images)
+  feats, probs = in_batches(lambda x: _from_bytes(space.apply, space.variables, x),
+                            len(images), batch or space.batch_size, images,
+                            label=f'{space.name} features of real {dataset} {split}')
   num_classes = input_pipeline.DATASETS[input_pipeline.canonical_name(dataset)].num_classes
-  out = _real_set(feats, probs, np.asarray(labels, np.int32), num_classes)
-  _save(path, out, space.sha256)
+  out = _real_set(feats, probs, np.asarray(labels, np.int32),
+                  0 if space.fid_kid_only else num_classes)
+  _save(path, out, space.sha256, space.protocol)
   return out
 
 
-def _save(path: str, real: RealSet, sha256: str) -> None:
+def _save(path: str, real: RealSet, sha256: str, protocol: str = '') -> None:
   """Writes the cache atomically; an unwritable cache only costs recomputation next time."""
   tmp = f'{path}.tmp{os.getpid()}.npz'
   try:
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    np.savez(tmp, extractor_sha256=np.asarray(sha256), **dataclasses.asdict(real))
+    np.savez(tmp, extractor_sha256=np.asarray(sha256), extractor_protocol=np.asarray(protocol),
+             **dataclasses.asdict(real))
     os.replace(tmp, path)
   except OSError as e:
     logging.warning('Not caching real-data features at %s: %s', path, e)

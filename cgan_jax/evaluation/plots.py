@@ -15,7 +15,9 @@ Row = dict[str, Any]
 METRICS: dict[str, tuple[tuple[str, str], ...]] = {
     'gan': (('fid', 'FID ↓'), ('kid', 'KID ↓'), ('is', 'Inception score ↑'),
             ('precision', 'precision ↑'), ('recall', 'recall ↑'), ('intra_fid', 'intra-FID ↓'),
-            ('cond_acc', 'conditional accuracy ↑')),
+            ('cond_acc', 'conditional accuracy ↑'),
+            # results.py's rows: the standard FID and KID beside the classifier's
+            ('inception_fid', 'Inception FID ↓'), ('inception_kid', 'Inception KID ↓')),
     'pix2pix': (('l1', 'L1 ↓'), ('ssim', 'SSIM ↑'), ('fid', 'FID ↓')),
     'cyclegan': (('share_ab', 'G(A) in class B ↑'), ('share_ba', 'F(B) in class A ↑'),
                  ('fid_ab', 'FID G(A)↔B ↓'), ('fid_ba', 'FID F(B)↔A ↓')),

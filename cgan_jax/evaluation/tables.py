@@ -1,7 +1,7 @@
 """Rows of metrics -> markdown, CSV or JSON; a metric that does not apply is a dash (JSON: null).
 
-Every GAN table states its protocol: the feature extractor and its checksum, the real split and
-its size, the number of generated images, the resize, the seed and the number of draws
+Every GAN table states its protocol: the feature extractor, its file and checksum, the real
+split and its size, the number of generated images, the resize, the seed and the number of draws
 (markdown: a line above each table, one table per dataset and extractor; CSV and JSON: columns
 of every row). With several draws per run row, FID, precision, recall, intra-FID and class
 accuracy print as mean ± standard deviation over the draws ('<key>_draw_std' columns).
@@ -20,7 +20,8 @@ FORMATS = ('markdown', 'csv', 'json')
 COLUMNS = ('run', 'model', 'dataset', 'step', 'samples', 'fid', 'kid', 'kid_std', 'is', 'is_std',
            'precision', 'recall', 'intra_fid', 'cond_acc', 'fid_draw_std', 'precision_draw_std',
            'recall_draw_std', 'intra_fid_draw_std', 'cond_acc_draw_std', 'features', 'extractor',
-           'extractor_sha256', 'real_split', 'real_images', 'resize', 'seed', 'draws', 'note')
+           'extractor_sha256', 'real_split', 'real_images', 'resize', 'seed', 'draws', 'note',
+           'extractor_file')
 DASH = '-'
 
 
@@ -69,7 +70,8 @@ def protocol_line(row: Row) -> str:
            f'{draws} draws per run row, seeds {seed} to {seed + draws - 1} (FID, precision, '
            'recall, intra-FID, cond. acc: mean ± std over the draws; KID and IS: means of both '
            'numbers)')
-  return (f'Protocol: features {row["extractor"]} `{row["features"]}` (sha256 '
+  source = f'{row["extractor_file"]}, ' if row.get('extractor_file') else ''
+  return (f'Protocol: features {row["extractor"]} `{row["features"]}` ({source}sha256 '
           f'{row["extractor_sha256"]}); real statistics: the {row["real_split"]} split, '
           f'{row["real_images"]} images; {seen} generated images per run row (the real row: '
           f'test-split images); resize: {row["resize"]}; {seeds}.{note}')
