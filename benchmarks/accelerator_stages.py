@@ -11,8 +11,8 @@ the default precision (TF32 on Hopper) against the highest. Each writes its JSON
 """
 
 import argparse
+import contextlib
 import importlib
-import importlib.util
 import json
 import os
 import platform
@@ -60,8 +60,8 @@ def _versions() -> dict:
   return out
 
 
-def _import_script(path: str) -> str | None:
-  """Loads an entry point as a module (its main not run) in a fresh process: None or the error."""
+def _import_script(path: str) -> subprocess.Popen:
+  """Starts loading an entry point as a module (its main not run) in a fresh process."""
   code = (f"import sys; sys.path[:0] = [{ROOT!r}, {os.path.join(ROOT, 'benchmarks')!r}]; "
           "sys.modules.update(tensorflow=None, tensorflow_datasets=None); "
           "import importlib.util as u; "
@@ -168,7 +168,7 @@ class _Runs:
     state = jax.device_put(self._state(task), parallel.replicated(mesh))
     step = parallel.data_parallel(task.train_step, mesh, donate=False)
     metrics = []
-    with jax.default_matmul_precision(precision) if precision else _nothing():
+    with _precision(precision):
       for b in self.batches:
         state, m = step(state, parallel.global_batch(b, mesh))
         metrics.append(jax.device_get(m))
@@ -185,9 +185,9 @@ class _Runs:
                                    steps_per_dispatch=self.steps,
                                    micro_steps=task.micro_steps)
     feed.start_epoch(0, 0)
-    with jax.default_matmul_precision(precision) if precision else _nothing():
+    with _precision(precision):
       state, metrics = feed.run(state, self.steps)
-    return {k: v for k, v in jax.device_get(metrics).items()}, jax.device_get(state)
+    return dict(jax.device_get(metrics)), jax.device_get(state)
 
   def _state(self, task):
     """The initial state of `task`, made on the default device from the same key as every
@@ -207,12 +207,10 @@ class _Runs:
                                            self.z, self.y), np.float32)
 
 
-class _nothing:
-  def __enter__(self):
-    return self
-
-  def __exit__(self, *a):
-    return False
+def _precision(precision: str | None):
+  """jax.default_matmul_precision(precision), or the platform's default for None."""
+  import jax
+  return jax.default_matmul_precision(precision) if precision else contextlib.nullcontext()
 
 
 def _stack(metrics: list[dict]) -> dict:

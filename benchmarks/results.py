@@ -45,7 +45,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
 
 import results_report as report  # noqa: E402
-from results_scoring import Scorer, read_json, reference, score, write_json  # noqa: E402
+from results_scoring import Scorer, reference, score  # noqa: E402
 from cgan_jax import cli  # noqa: E402
 from cgan_jax.errors import UserError  # noqa: E402
 
@@ -171,7 +171,7 @@ class Run:
     self.recipe = recipe
     self.workdir = os.path.join(os.path.abspath(runs_dir), recipe)
     self.record_path = os.path.join(self.workdir, report.RECORD)
-    self.record: dict[str, Any] = read_json(self.record_path) or {
+    self.record: dict[str, Any] = report.read_json(self.record_path) or {
         'recipe': recipe, 'train_seconds': 0.0, 'milestones': {}}
     self._lock = threading.Lock()
 
@@ -180,7 +180,7 @@ class Run:
 
   def save(self) -> None:
     with self._lock:
-      write_json(self.record_path, self.record)
+      report.write_json(self.record_path, self.record)
 
   @contextlib.contextmanager
   def exclusive(self) -> Iterator[None]:

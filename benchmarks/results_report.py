@@ -58,7 +58,7 @@ def reference_name(dataset: str, space: str = 'classifier') -> str:
 
 def inception_fields(path: str) -> Row:
   """The inception_* fields from a cached InceptionV3 score at `path` ({} when absent)."""
-  cached = _read(path)
+  cached = read_json(path)
   return {ours: cached['row'].get(theirs) for ours, theirs in INCEPTION.items()} if cached else {}
 
 
@@ -114,7 +114,8 @@ def milestone_info(config, epoch: int, step: int, budget: int,
 
 # --- Collecting the rows -------------------------------------------------------------------
 
-def _read(path: str) -> Any:
+def read_json(path: str) -> Any:
+  """The JSON at `path`, or None when it is absent or unreadable (a write cut short)."""
   try:
     with open(path) as f:
       return json.load(f)
@@ -122,9 +123,14 @@ def _read(path: str) -> Any:
     return None
 
 
+def write_json(path: str, data: Any) -> None:
+  """Writes atomically: a reader sees the old file or the new one, never half of one."""
+  _write_text(path, json.dumps(data, indent=2, sort_keys=True) + '\n')
+
+
 def runs(runs_dir: str, order: tuple[str, ...]) -> list[Row]:
   """The results records under runs_dir, in `order` (then by name)."""
-  records = [r for r in (_read(p) for p in glob.glob(os.path.join(runs_dir, '*', RECORD))) if r]
+  records = [r for r in (read_json(p) for p in glob.glob(os.path.join(runs_dir, '*', RECORD))) if r]
   rank = {name: i for i, name in enumerate(order)}
   return sorted(records, key=lambda r: (rank.get(r['recipe'], len(rank)), r['recipe']))
 
@@ -136,7 +142,7 @@ def model_rows(runs_dir: str, order: tuple[str, ...]) -> list[Row]:
     workdir = os.path.join(runs_dir, record['recipe'])
     for key in sorted(record['milestones'], key=int):
       info = record['milestones'][key]
-      scores = _read(os.path.join(milestone_dir(workdir, info['epoch']), SCORES))
+      scores = read_json(os.path.join(milestone_dir(workdir, info['epoch']), SCORES))
       if not scores:
         continue
       seconds = info['train_seconds']
@@ -152,7 +158,7 @@ def reference_rows(runs_dir: str, datasets: list[str]) -> list[Row]:
   """eval.py's real-data row of each dataset in the table."""
   rows = []
   for dataset in datasets:
-    cached = _read(os.path.join(runs_dir, reference_name(dataset)))
+    cached = read_json(os.path.join(runs_dir, reference_name(dataset)))
     if cached:
       rows.append({**cached['row'], 'recipe': 'real test split', 'epoch': None, 'step': None,
                    **inception_fields(os.path.join(runs_dir, reference_name(dataset,
@@ -328,7 +334,7 @@ def write(runs_dir: str, out_dir: str, order: tuple[str, ...]) -> list[str]:
   """Rebuilds the whole report in out_dir from the records under runs_dir, keeping the rows
   (and grids) of recipes recorded elsewhere (`kept_rows`); the paths written."""
   os.makedirs(out_dir, exist_ok=True)
-  old = _read(os.path.join(out_dir, 'results.json')) or []
+  old = read_json(os.path.join(out_dir, 'results.json')) or []
   recorded = model_rows(runs_dir, order)
   kept = kept_rows(old, out_dir, {r['recipe'] for r in recorded})
   rank = {name: i for i, name in enumerate(order)}

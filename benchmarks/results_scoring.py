@@ -3,31 +3,12 @@ milestones' scores (scores.json: the classifier; scores_inception.json: Inceptio
 FID and KID) and the real-data rows, each cached with the options it was computed with."""
 
 import dataclasses
-import json
 import os
 import sys
 from typing import Any
 
 import results_report as report
 from cgan_jax.errors import UserError
-
-
-def read_json(path: str) -> Any:
-  """The JSON at `path`, or None when it is absent or unreadable (a write cut short)."""
-  try:
-    with open(path) as f:
-      return json.load(f)
-  except (OSError, ValueError):
-    return None
-
-
-def write_json(path: str, data: Any) -> None:
-  """Writes atomically: a reader sees the old file or the new one, never half of one."""
-  tmp = f'{path}.tmp{os.getpid()}'
-  with open(tmp, 'w') as f:
-    json.dump(data, f, indent=2, sort_keys=True)
-    f.write('\n')
-  os.replace(tmp, path)
 
 
 class Scorer:
@@ -76,15 +57,15 @@ class Scorer:
     """Whether the milestone in `folder` is scored, in every space, with these options."""
     if not os.path.exists(os.path.join(folder, report.GRID)):
       return False
-    return all((read_json(os.path.join(folder, report.scores_name(space))) or {}).get('options')
-               == self.key(space=space) for space in self.spaces)
+    scores = lambda space: report.read_json(os.path.join(folder, report.scores_name(space))) or {}
+    return all(scores(s).get('options') == self.key(space=s) for s in self.spaces)
 
 
 def score(recipe: str, folder: str, config, epoch: int, scorer: Scorer) -> None:
   """Scores the milestone's checkpoint (in `folder`) in each feature space and draws its grid,
   unless done with these options."""
   path = os.path.join(folder, report.SCORES)
-  cached = read_json(path)
+  cached = report.read_json(path)
   grid = os.path.join(folder, report.GRID)
   if not (cached and cached.get('options') == scorer.key() and os.path.exists(grid)):
     from cgan_jax import sampling, tasks, visualize
@@ -96,15 +77,15 @@ def score(recipe: str, folder: str, config, epoch: int, scorer: Scorer) -> None:
     tmp = f'{grid}.tmp.png'
     visualize.save_png(tasks.GanTask(config, axis_name=None).sample_grid(state), tmp)
     os.replace(tmp, grid)
-    write_json(path, {'options': scorer.key(), 'row': report.plain(row)})
+    report.write_json(path, {'options': scorer.key(), 'row': report.plain(row)})
   for space in scorer.spaces[1:]:
     path = os.path.join(folder, report.scores_name(space))
     key = scorer.key(space=space)
-    if (read_json(path) or {}).get('options') != key:
+    if (report.read_json(path) or {}).get('options') != key:
       print(f'[{recipe}] scoring epoch {epoch} in {space} features '
             f'({scorer.options.num_samples} samples)', flush=True)
       row = scorer.evaluator(config, space).run_row(folder)
-      write_json(path, {'options': key, 'row': report.plain(row)})
+      report.write_json(path, {'options': key, 'row': report.plain(row)})
 
 
 def reference(runs_dir: str, config, scorer: Scorer) -> None:
@@ -115,9 +96,9 @@ def reference(runs_dir: str, config, scorer: Scorer) -> None:
   for space in scorer.spaces:
     path = os.path.join(runs_dir, report.reference_name(dataset, space))
     key = scorer.key(real=True, space=space)
-    if (read_json(path) or {}).get('options') == key:
+    if (report.read_json(path) or {}).get('options') == key:
       continue
     print(f'scoring the real {dataset} test split'
           f'{"" if space == "classifier" else f" in {space} features"}', flush=True)
     row = scorer.evaluator(config, space).reference_row()
-    write_json(path, {'options': key, 'row': report.plain(row)})
+    report.write_json(path, {'options': key, 'row': report.plain(row)})
