@@ -120,4 +120,5 @@ def main(argv):
       print(f'wrote {_PLOT.value}: {len(titles)} panels ({", ".join(titles)})', file=sys.stderr)
 
 if __name__ == '__main__':
+  cli.fast_cpu_features()  # before JAX's first computation
   app.run(main)

@@ -187,7 +187,8 @@ def main(argv):
       rows.append(time_torch(batch, _IMAGES.value))
   meta = {'date': time.strftime('%Y-%m-%d %H:%M'), 'cpu': _cpu_model(),
           'cpus': os.cpu_count(), 'load_before_after': [load_before[0], os.getloadavg()[0]],
-          'command': ' '.join(sys.argv), 'jax': jax.__version__,
+          'command': ' '.join(sys.argv), 'xla_flags': os.environ.get('XLA_FLAGS', ''),
+          'jax': jax.__version__,
           'backend': jax.default_backend(), 'device': str(jax.devices()[0])}
   if agreement:
     meta['agreement'] = agreement
@@ -205,4 +206,6 @@ def main(argv):
 
 if __name__ == '__main__':
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  from cgan_jax import cli
+  cli.fast_cpu_features()  # as eval.py (CGAN_JAX_CPU_DOT_FUSION=0: XLA's default path)
   app.run(main)

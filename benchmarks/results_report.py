@@ -318,11 +318,14 @@ def _write_text(path: str, text: str) -> None:
   os.replace(tmp, path)
 
 
-def kept_rows(old: list[Row], out_dir: str, recorded: set[str]) -> list[Row]:
-  """The model rows of out_dir's previous results.json (`old`) whose recipe has no run under
-  runs_dir (a run trained on another machine, or in a runs_dir since deleted); a row whose
-  grid is gone from out_dir is dropped. The real-data rows are not kept (rebuilt instead)."""
-  return [r for r in old if r.get('epoch') is not None and r['recipe'] not in recorded
+def kept_rows(old: list[Row], out_dir: str, recorded: set[tuple[str, int]]) -> list[Row]:
+  """The model rows of out_dir's previous results.json (`old`) whose milestone (recipe,
+  epoch) has no scored run under runs_dir (trained on another machine, or in a runs_dir since
+  deleted): a milestone retrained here replaces its row, the recipe's other milestones stay. A
+  row whose grid is gone from out_dir is dropped. The real-data rows are not kept (rebuilt
+  instead)."""
+  return [r for r in old if r.get('epoch') is not None
+          and (r['recipe'], r['epoch']) not in recorded
           and os.path.exists(_grid_name(out_dir, r))]
 
 
@@ -332,14 +335,14 @@ def _grid_name(out_dir: str, row: Row) -> str:
 
 def write(runs_dir: str, out_dir: str, order: tuple[str, ...]) -> list[str]:
   """Rebuilds the whole report in out_dir from the records under runs_dir, keeping the rows
-  (and grids) of recipes recorded elsewhere (`kept_rows`); the paths written."""
+  (and grids) of milestones recorded elsewhere (`kept_rows`); the paths written."""
   os.makedirs(out_dir, exist_ok=True)
   old = read_json(os.path.join(out_dir, 'results.json')) or []
   recorded = model_rows(runs_dir, order)
-  kept = kept_rows(old, out_dir, {r['recipe'] for r in recorded})
+  kept = kept_rows(old, out_dir, {(r['recipe'], r['epoch']) for r in recorded})
   rank = {name: i for i, name in enumerate(order)}
   models = sorted(kept + recorded, key=lambda r: (rank.get(r['recipe'], len(rank)),
-                                                  r['recipe']))  # stable within a recipe
+                                                  r['recipe'], r['epoch']))
   datasets = list(dict.fromkeys(r['dataset'] for r in models))
   references = reference_rows(runs_dir, datasets)
   have = {r['dataset'] for r in references}

@@ -16,8 +16,9 @@ class Scorer:
   and the options. The classifier always; InceptionV3 as --features says (FID and KID, one
   draw: the first, the same noise as the classifier's)."""
 
-  def __init__(self, features: list[str], **options: Any):
-    """`features`: --features (see evaluator.resolve_features); `options`: evaluator.Options
+  def __init__(self, features: list[str], inception_num_real: int = 0, **options: Any):
+    """`features`: --features (see evaluator.resolve_features); `inception_num_real`: real
+    images per split in Inception features (0: as num_real); `options`: evaluator.Options
     fields (num_samples, seed, kid_subsets, draws, cache_dir, num_real, inception_weights)."""
     from cgan_jax.evaluation import evaluator
     self._evaluator = evaluator
@@ -28,6 +29,7 @@ class Scorer:
     if note:
       print(f'note: {note}', file=sys.stderr, flush=True)
     self.options = evaluator.Options(**options)
+    self.inception_num_real = inception_num_real or self.options.num_real
     self._by_dataset: dict[tuple[str, str], Any] = {}
 
   def key(self, real: bool = False, space: str = 'classifier') -> dict[str, Any]:
@@ -37,7 +39,8 @@ class Scorer:
     o = self.options
     key = {'num_samples': o.num_samples, 'seed': o.seed, 'kid_subsets': o.kid_subsets,
            'kid_subset_size': o.kid_subset_size, 'k': o.k}
-    key.update({'num_real': o.num_real} if o.num_real else {})
+    num_real = o.num_real if space == 'classifier' else self.inception_num_real
+    key.update({'num_real': num_real} if num_real else {})
     if space != 'classifier':  # evaluator() was called first (results.py: for every dataset)
       spaces = [e.space for (_, name), e in self._by_dataset.items() if name == space]
       return {**key, 'sha256': spaces[0].sha256, 'protocol': spaces[0].protocol}
@@ -47,8 +50,9 @@ class Scorer:
     from cgan_jax import input_pipeline
     dataset = input_pipeline.canonical_name(config.dataset)
     if (dataset, space) not in self._by_dataset:
-      options = dataclasses.replace(self.options, data_dir=config.data_dir or None,
-                                    draws=self.options.draws if space == 'classifier' else 1)
+      options = dataclasses.replace(
+          self.options, data_dir=config.data_dir or None,
+          **({} if space == 'classifier' else {'draws': 1, 'num_real': self.inception_num_real}))
       self._by_dataset[dataset, space] = self._evaluator.DatasetEvaluator(
           dataset, options, self._evaluator.feature_space(space, dataset, options))
     return self._by_dataset[dataset, space]
