@@ -52,7 +52,9 @@ from cgan_jax.errors import UserError  # noqa: E402
 # Every noise-to-image recipe (configs/<name>.py), in the table's order.
 RECIPES = ('gan', 'cgan', 'gan_mlp', 'cgan_mlp_concat', 'cgan_mlp_embed', 'dcgan28', 'dcgan',
            'cdcgan', 'acgan', 'acgan_fake_class', 'wgan', 'wgan_gp', 'cwgan_gp', 'cgan_projection',
-           'cgan_projection_infogan')
+           'cgan_projection_infogan', 'cgan_r1', 'cgan_lecam')
+# Recipes whose config lives outside configs/: the example forks (examples/, docs/forking.md).
+CONFIG_MODULES = {'cgan_r1': 'examples.r1.config', 'cgan_lecam': 'examples.lecam.config'}
 HEARTBEAT_S = 30.0  # how often the training clock is saved while training
 CLOCK_TICK_S = 1.0  # how often the training clock reads the time
 # A gap between two reads longer than this, with the process's CPU time still, is a pause
@@ -134,8 +136,9 @@ def apply_overrides(config, overrides: list[str]):
 
 
 def load_recipe(name: str, overrides: list[str]):
-  """configs/<name>.py's config with the overrides applied."""
-  config = importlib.import_module(f'configs.{name}').get_config()
+  """configs/<name>.py's config (an example fork's: CONFIG_MODULES) with the overrides
+  applied."""
+  config = importlib.import_module(CONFIG_MODULES.get(name, f'configs.{name}')).get_config()
   return apply_overrides(config, overrides)
 
 

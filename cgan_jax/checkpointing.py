@@ -18,6 +18,7 @@ from absl import logging
 from etils import epath
 
 from cgan_jax import checkpoint_faults as faults
+from cgan_jax import forks
 from cgan_jax import models
 from cgan_jax.errors import CheckpointDamaged, CheckpointWriteError, UserError
 from cgan_jax.state import GANState
@@ -108,10 +109,13 @@ class Checkpointer:
     """The JSON record of `step`, or of the newest checkpoint whose record reads."""
     return self._read(step, self._read_meta)
 
-  def restore_state(self, template: GANState, step: int | None = None) -> GANState:
+  def restore_state(self, template: GANState, step: int | None = None,
+                    extra_as_saved: bool = False) -> GANState:
     """Restores into the structure, dtypes and shardings of `template` (`step=None`: the
-    newest checkpoint that restores)."""
-    return self._read(step, lambda s: self._read_state(template, s))
+    newest checkpoint that restores). `extra_as_saved`: a forked step's arrays
+    (GANState.extra) restored as the checkpoint holds them, whatever the template's, for
+    readers that never import the fork (eval.py, generate.py)."""
+    return self._read(step, lambda s: self._read_state(template, s, extra_as_saved))
 
   def _read_meta(self, step: int) -> dict[str, Any]:
     try:
@@ -128,12 +132,18 @@ class Checkpointer:
       meta['config'] = models.upgrade(meta['config'])
     return meta
 
-  def _read_state(self, template: GANState, step: int) -> GANState:
+  def _read_state(self, template: GANState, step: int, extra_as_saved: bool) -> GANState:
     target = flax.serialization.to_state_dict(template)
+    saved_tree = self._saved_tree(step)
+    saved = None if saved_tree is None else set(saved_tree)
+    if extra_as_saved and saved_tree is not None and 'extra' in target:
+      sharding = target['step'].sharding
+      target['extra'] = jax.tree.map(
+          lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
+          saved_tree.get('extra', {}))
     # A checkpoint written before a field existed (g_ema, an empty subtree in GANs without an
-    # EMA) lacks its key. Empty subtrees hold no arrays: those the checkpoint lacks are left
-    # out of the read and put back empty.
-    saved = self._saved_keys(step)
+    # EMA; extra) lacks its key. Empty subtrees hold no arrays: those the checkpoint lacks are
+    # left out of the read and put back empty.
     absent = set() if saved is None else {
         k for k, v in target.items() if isinstance(v, dict) and not v and k not in saved}
     faults.silence_aborted_reads()  # a failed read is reported in one line, not 60 per array
@@ -142,16 +152,23 @@ class Checkpointer:
     except Exception as e:  # noqa: BLE001
       if faults.is_damage(e):
         raise self._damage(step, 'state', e) from e
+      differs = '' if saved_tree is None else forks.tree_difference(
+          saved_tree, {k: v for k, v in target.items() if k not in absent})
+      why = (f'the saved state {differs} (a forked step\'s arrays, GANState.extra, come from '
+             'its init_extra)' if differs else faults.root_cause(e))
       raise UserError(f'cannot restore checkpoint {self.path(step)} into this model: '
-                      f'{faults.root_cause(e)}') from e
-    return flax.serialization.from_state_dict(template, {**restored, **{k: {} for k in absent}})
+                      f'{why}') from e
+    state = flax.serialization.from_state_dict(template, {**restored, **{k: {} for k in absent}})
+    if extra_as_saved and 'extra' in restored:  # (from_state_dict keeps the template's keys)
+      state = state.replace(extra=restored['extra'])
+    return state
 
-  def _saved_keys(self, step: int) -> set[str] | None:
-    """The top-level keys of the state saved at `step`; None where its metadata does not read
-    (the restore itself then says what is wrong)."""
+  def _saved_tree(self, step: int) -> dict[str, Any] | None:
+    """The state saved at `step` as a dict of orbax array metadata (shape, dtype); None
+    where its metadata does not read (the restore itself then says what is wrong)."""
     try:  # (the manager's item_metadata is None for items it has not handled yet)
       tree = ocp.StandardCheckpointHandler().metadata(epath.Path(self.path(step)) / 'state')
-      return set(tree.keys())
+      return {k: tree[k] for k in tree.keys()}
     except Exception:  # noqa: BLE001 - damaged or foreign checkpoints raise many kinds
       return None
 

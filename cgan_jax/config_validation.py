@@ -102,7 +102,8 @@ OPTIONAL_FIELDS: dict[str, Check] = {
     'lr_decay_every_steps': integer(1),
     'ema_decay': UNIT, 'ema_start_step': integer(0),
     'diffaugment': TEXT,
-    'train_step': TEXT,  # a forked step, 'module:function' (tasks.resolve_train_step)
+    'train_step': TEXT,  # a forked step, 'module' or 'module:function' (forks.py); its own
+    # fields, the group `fork`, are checked by forks.fork_config against the fork's FIELDS
 }
 
 # Optimizer fields (cgan_jax.state.OPTIMIZERS' keyword arguments) that have a valid range.
@@ -149,6 +150,8 @@ def _check_group(group: Any, rules: dict[str, Check], prefix: str,
 def _cross_field(config: ml_collections.ConfigDict) -> list[str]:
   """Constraints between fields (only once each field is valid on its own)."""
   problems = []
+  if config.get('fork') and not config.get('train_step'):
+    problems.append('fork (a forked step\'s fields) is set but train_step names no fork')
   warm = config.get('critic_warmup_iters', 0)
   if warm and warm % config.n_critic:
     problems.append(f'critic_warmup_iters {warm} must be a multiple of n_critic '

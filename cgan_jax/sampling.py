@@ -24,7 +24,7 @@ def load(workdir: str, step: int | None = None) -> tuple[state_lib.GAN, state_li
                             image_shape=info.image_shape)
   template = state_lib.abstract_state(gan, info.image_shape,
                                       jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))
-  return gan, ckpt.restore_state(template, step)
+  return gan, ckpt.restore_state(template, step, extra_as_saved=True)  # no fork imported
 
 
 def dataset_info(workdir: str, step: int | None = None) -> input_pipeline.DatasetInfo:

@@ -74,6 +74,9 @@ class GANState:
   # {'params': ..., 'stats': ...}: the exponential moving average of G's parameters and
   # BatchNorm statistics when the GAN has one (gan.ema_decay > 0); {} otherwise.
   g_ema: PyTree
+  # A forked step's own arrays (cgan_jax/forks.py: its init_extra), saved and restored with
+  # the rest; {} for the shared step.
+  extra: PyTree
   gan: GAN = flax.struct.field(pytree_node=False)
 
 
@@ -193,8 +196,10 @@ def model_image_shape(gan: GAN, data_shape: tuple[int, ...]) -> tuple[int, ...]:
   return (gan.image_size, gan.image_size, data_shape[-1])
 
 
-def init_state(gan: GAN, rng: jax.Array, image_shape: tuple[int, ...]) -> GANState:
-  """Initialises G and D (inference-mode trace, so no cross-device axis is needed)."""
+def init_state(gan: GAN, rng: jax.Array, image_shape: tuple[int, ...],
+               init_extra: Callable[[GAN], PyTree] | None = None) -> GANState:
+  """Initialises G and D (inference-mode trace, so no cross-device axis is needed);
+  `init_extra(gan)`: a fork's arrays (forks.Fork.init_extra)."""
   g_key, d_key, train_key = jax.random.split(rng, 3)
   image_shape = model_image_shape(gan, image_shape)
   z = jnp.zeros((1, gan.z_dim), jnp.float32)
@@ -210,14 +215,15 @@ def init_state(gan: GAN, rng: jax.Array, image_shape: tuple[int, ...]) -> GANSta
       d_opt=gan.d_tx.init(d_vars['params']),
       # A copy, not the same buffers: the train step donates both trees.
       g_ema=(jax.tree.map(jnp.copy, {'params': g_vars['params'], 'stats': g_stats})
-             if gan.ema_decay else {}), gan=gan)
+             if gan.ema_decay else {}),
+      extra=init_extra(gan) if init_extra is not None else {}, gan=gan)
 
 
-def abstract_state(gan: GAN, image_shape: tuple[int, ...],
-                   sharding: jax.sharding.Sharding) -> GANState:
+def abstract_state(gan: GAN, image_shape: tuple[int, ...], sharding: jax.sharding.Sharding,
+                   init_extra: Callable[[GAN], PyTree] | None = None) -> GANState:
   """Shapes, dtypes and `sharding` of `init_state`, without running the random init."""
-  abstract = jax.eval_shape(functools.partial(init_state, gan, image_shape=image_shape),
-                            jax.random.PRNGKey(0))
+  abstract = jax.eval_shape(functools.partial(init_state, gan, image_shape=image_shape,
+                                              init_extra=init_extra), jax.random.PRNGKey(0))
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
                       abstract)
 

@@ -17,6 +17,7 @@ its batch statistics over the same axis. N devices thus compute what one device 
 on the whole global batch.
 """
 
+import dataclasses
 from typing import Any, Callable
 
 import jax
@@ -32,6 +33,24 @@ AXIS = 'data'
 # S = gan.d_steps; B is this device's share of the global batch.
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class DView:
+  """What a regulariser of D's loss sees in one D update (`Regularizer`)."""
+  state: GANState  # before the update: its extra holds a fork's arrays
+  real: Any  # D's outputs on the real images (.logits, .class_logits); None on a fakes-only half
+  fake: Any  # D's outputs on the fakes; None on a real-only half
+  x_BHWC: jax.Array  # the real images as D saw them (after DiffAugment, if any)
+  y_B: jax.Array
+  fake_BHWC: jax.Array
+  critic: Callable[[jax.Array], jax.Array]  # x -> D(x, y_B).logits with the params being
+  # differentiated (for gradient penalties such as R1)
+
+
+# A term added to D's loss: DView -> (this device's scalar term, its metrics). The term and
+# the metrics are averaged over devices with the loss. A fork passes one to train_step.
+Regularizer = Callable[[DView], tuple[jax.Array, Metrics]]
 
 
 def to_pixel_range(image_BHWC: jax.Array, gan: GAN) -> jax.Array:
@@ -140,13 +159,15 @@ def fakes_rng(d_rng: jax.Array) -> jax.Array:
 
 def d_step(state: GANState, x_BHWC: jax.Array, y_B: jax.Array, fake_BHWC: jax.Array,
            rng: jax.Array, y_fake_B: jax.Array | None = None, *, on_real: bool = True,
-           on_fake: bool = True) -> tuple[GANState, Metrics]:
+           on_fake: bool = True, regularizer: Regularizer | None = None
+           ) -> tuple[GANState, Metrics]:
   """One discriminator update on real x and fakes G(z, c) (constants here); G is untouched.
 
   L_D = loss.d(D(x), D(G(z))) + aux.d(classes) + λ·GP, then D's weights are projected by
   gan.d_constraint (WGAN's clipping; identity for other GANs). c = y_fake_B (default y_B).
   on_real / on_fake (static): the update on one half only, L_D = loss.d_real(D(x)) + aux's
-  real term, or loss.d_fake(D(G(z))) + aux's fake term (GAN.split_d_step).
+  real term, or loss.d_fake(D(G(z))) + aux's fake term (GAN.split_d_step). A fork's
+  `regularizer` adds its term to L_D.
   """
   gan = state.gan
   y_fake_B = y_B if y_fake_B is None else y_fake_B
@@ -178,6 +199,11 @@ def d_step(state: GANState, x_BHWC: jax.Array, y_B: jax.Array, fake_BHWC: jax.Ar
       eps_B = _uniform_per_example(gp_rng, x_BHWC.shape[0])
       terms['gp'] = losses.gradient_penalty(critic, x_BHWC, fake_BHWC, eps_B)
     loss = adversarial + aux + gan.gp_weight * terms.get('gp', 0.0)
+    if regularizer is not None:
+      critic = lambda x: apply_train(gan.discriminator, d_params, state.d_stats, x, y_B,
+                                     rng=real_rng, dtype=gan.compute_dtype)[0].logits
+      term, terms['fork'] = regularizer(DView(state, real, fake, x_BHWC, y_B, fake_BHWC, critic))
+      loss = loss + term
     return pmean(loss), (stats, real, fake, pmean(terms))
 
   (loss, (stats, real, fake, terms)), grads = jax.value_and_grad(
@@ -191,6 +217,7 @@ def d_step(state: GANState, x_BHWC: jax.Array, y_B: jax.Array, fake_BHWC: jax.Ar
     metrics['D(G(z))'] = pmean(jnp.mean(gan.loss.score(fake.logits)))
   if gan.gp_weight:
     metrics['gradient_penalty'] = terms['gp']
+  metrics.update(terms.get('fork', {}))
   if real is not None and real.class_logits is not None:
     metrics['d_class_loss'] = terms['d_aux']
     metrics['D_class_acc(x)'] = pmean(jnp.mean(jnp.argmax(real.class_logits, -1) == y_B))
@@ -198,13 +225,16 @@ def d_step(state: GANState, x_BHWC: jax.Array, y_B: jax.Array, fake_BHWC: jax.Ar
 
 
 def d_update(state: GANState, x_BHWC: jax.Array, y_B: jax.Array, fake_BHWC: jax.Array,
-             y_fake_B: jax.Array, rng: jax.Array) -> tuple[GANState, Metrics]:
+             y_fake_B: jax.Array, rng: jax.Array, regularizer: Regularizer | None = None
+             ) -> tuple[GANState, Metrics]:
   """D's update on one minibatch: one step on real and fakes together, or (gan.split_d_step,
   Keras's `train_on_batch(real)` then `train_on_batch(fake)`) a step on each in turn."""
   if not state.gan.split_d_step:
-    return d_step(state, x_BHWC, y_B, fake_BHWC, rng, y_fake_B)
-  state, m_real = d_step(state, x_BHWC, y_B, fake_BHWC, rng, y_fake_B, on_fake=False)
-  state, m_fake = d_step(state, x_BHWC, y_B, fake_BHWC, rng, y_fake_B, on_real=False)
+    return d_step(state, x_BHWC, y_B, fake_BHWC, rng, y_fake_B, regularizer=regularizer)
+  state, m_real = d_step(state, x_BHWC, y_B, fake_BHWC, rng, y_fake_B, on_fake=False,
+                         regularizer=regularizer)
+  state, m_fake = d_step(state, x_BHWC, y_B, fake_BHWC, rng, y_fake_B, on_real=False,
+                         regularizer=regularizer)
   merged = {**m_fake, **m_real}
   merged['d_loss'] = m_real['d_loss'] + m_fake['d_loss']
   if 'd_class_loss' in m_real:  # the real half's class loss, plus the fakes' (in its d_loss)
@@ -264,7 +294,8 @@ def _keep_g_unless(due, new: GANState, old: GANState) -> GANState:
                      g_stats=pick(new.g_stats, old.g_stats), g_opt=pick(new.g_opt, old.g_opt))
 
 
-def train_step(state: GANState, batch: Batch) -> tuple[GANState, Metrics]:
+def train_step(state: GANState, batch: Batch, d_regularizer: Regularizer | None = None
+               ) -> tuple[GANState, Metrics]:
   """gan.d_steps D updates (one per minibatch of `batch`), then gan.g_steps G updates.
 
   By default the G updates reuse the labels and noise of the last D update (the recipes'
@@ -282,6 +313,7 @@ def train_step(state: GANState, batch: Batch) -> tuple[GANState, Metrics]:
     augment             DiffAugment: every image D sees, real or fake, in D's update and
                         G's, goes through T (cgan_jax/augment.py), differentiably;
     ema_decay           after G's update, g_ema moves towards G (`update_ema`).
+  A fork adds a term to D's loss with `d_regularizer` (see `Regularizer`; examples/).
   """
   gan = state.gan
   images_SBHWC, labels_SB = batch['image'], batch['label']
@@ -306,7 +338,7 @@ def train_step(state: GANState, batch: Batch) -> tuple[GANState, Metrics]:
       fake_BHWC, _ = generate(state, z_BZ, y_B, fakes_rng(d_rng))
     before_d = state
     state, m = d_update(state, to_pixel_range(images_SBHWC[i], gan), labels_SB[i], fake_BHWC,
-                        y_B, d_rng)
+                        y_B, d_rng, d_regularizer)
     d_metrics.append(m)
   # G steps through `view`'s D: the updated one, or (simultaneous) the one before the update.
   view = before_d if gan.simultaneous else state

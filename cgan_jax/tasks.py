@@ -7,13 +7,12 @@ checkpoint format and one logging path:
 The trainer, eval.py, generate.py and the benchmarks only use `build`, `kind` and the
 methods of `Task`; choosing between kinds is this registry lookup, not a branch elsewhere.
 
-A forked train step: copy cgan_jax/steps.py's `train_step` (or wrap it) into a module of your
-own and name it in your config file, `config.train_step = 'my_steps:train_step'`; nothing
-shared is edited (see `resolve_train_step`).
+A forked train step: a module of your own named by your config file, `config.train_step =
+'my_fork'` (or `'my_steps:train_step'`), with its own config fields and state arrays; nothing
+shared is edited (cgan_jax/forks.py, docs/forking.md, examples/).
 """
 
 import functools
-import importlib
 from typing import Any, Callable, Optional, Protocol
 
 import jax
@@ -22,7 +21,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from cgan_jax import input_pipeline, losses, models, steps, translation_data, visualize
+from cgan_jax import forks, input_pipeline, losses, models, steps, translation_data, visualize
 from cgan_jax import state as state_lib
 from cgan_jax import translation_steps as ts
 from cgan_jax.errors import UserError
@@ -75,26 +74,6 @@ class Task(Protocol):
     """state -> {'fid': ...} for config.eval_every_steps (UserError where unsupported)."""
 
 
-def resolve_train_step(spec: str, default: Callable) -> Callable:
-  """config.train_step 'module:function' (importable from the working directory, the repo
-  root or PYTHONPATH) -> that function; '' -> `default`. The function has train_step's
-  contract (steps.py): (state, batch) -> (state, metrics), pure, per device."""
-  if not spec:
-    return default
-  module, sep, name = spec.partition(':')
-  if not sep or not module or not name.isidentifier():
-    raise UserError(f"train_step must be 'module:function' (e.g. my_steps:train_step), got "
-                    f'{spec!r}')
-  try:
-    found = getattr(importlib.import_module(module), name, None)
-  except Exception as e:  # noqa: BLE001 - an import runs the module: anything can fail
-    raise UserError(f'cannot import train_step module {module!r}: {type(e).__name__}: {e}') \
-        from e
-  if not callable(found):
-    raise UserError(f'module {module!r} has no function {name!r} (train_step={spec!r})')
-  return found
-
-
 class GanTask:
   """A noise-to-image GAN of the model registry, trained by steps.train_step (or the
   config's forked step)."""
@@ -109,17 +88,31 @@ class GanTask:
     self.gan = state_lib.build_gan(config, self.info.num_classes, axis_name,
                                    self.info.image_shape)
     self.micro_steps = self.gan.d_steps  # minibatches per step: one per critic update
-    self.train_step = resolve_train_step(config.get('train_step', ''), steps.train_step)
+
+  @functools.cached_property
+  def fork(self) -> forks.Fork | None:
+    """The config's forked step (imported and its fields checked on first use: training
+    only; readers of a run never import it), or None for the shared step."""
+    spec = self.config.get('train_step', '')
+    return forks.load(spec, self.config.get('fork')) if spec else None
+
+  @functools.cached_property
+  def train_step(self) -> forks.Step:
+    return steps.train_step if self.fork is None else self.fork.train_step(self.gan)
+
+  def _init_extra(self):
+    return None if self.fork is None else self.fork.init_extra
 
   def load(self, split: str) -> tuple[np.ndarray, np.ndarray]:
     arrays = _load(self.config, split)
     return _first(self.config, arrays) if split == 'train' else arrays
 
   def init_state(self, rng: jax.Array) -> state_lib.GANState:
-    return state_lib.init_state(self.gan, rng, self.info.image_shape)
+    return state_lib.init_state(self.gan, rng, self.info.image_shape, self._init_extra())
 
   def abstract_state(self, sharding: jax.sharding.Sharding) -> state_lib.GANState:
-    return state_lib.abstract_state(self.gan, self.info.image_shape, sharding)
+    return state_lib.abstract_state(self.gan, self.info.image_shape, sharding,
+                                    self._init_extra())
 
   @functools.cached_property
   def _fixed_inputs(self) -> tuple[jax.Array, jax.Array]:

@@ -245,6 +245,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   """
   config_validation.validate(config)  # every field, before any data is read
   probe = tasks.build(config)  # an unknown name fails here, as early
+  probe.train_step  # noqa: B018 - a forked step imported and its fields checked, as early
   mesh = parallel.make_mesh(config.num_devices)
   if config.batch_size % mesh.size:
     raise UserError(f'batch_size {config.batch_size} is not divisible by {mesh.size} devices')

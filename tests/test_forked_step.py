@@ -3,11 +3,13 @@ own module and config file, outside the package, train through train.py unchange
 are one error line."""
 
 import os
+import re
+import sys
 import textwrap
 
 import pytest
 
-from cgan_jax import steps, tasks
+from cgan_jax import forks, steps, tasks
 from cgan_jax.errors import UserError
 from conftest import TINY, run_script
 
@@ -44,19 +46,29 @@ def test_the_configs_forked_step_trains_the_run(tmp_path, fashion_dir):
   assert os.path.exists(workdir / 'checkpoints' / '4')
 
 
-def test_no_fork_is_the_shared_step():
-  assert tasks.resolve_train_step('', steps.train_step) is steps.train_step
+def test_no_fork_is_the_shared_step_and_a_named_fork_is_imported_only_to_train(tmp_path,
+                                                                            monkeypatch):
+  from configs import cgan_mlp_concat
+  assert tasks.GanTask(cgan_mlp_concat.get_config()).train_step is steps.train_step
+  (tmp_path / 'fork_probe_xq.py').write_text(FORK)
+  monkeypatch.syspath_prepend(str(tmp_path))
+  config = cgan_mlp_concat.get_config()
+  config.train_step = 'fork_probe_xq:train_step'
+  task = tasks.GanTask(config)  # what eval.py's checks build: no import yet
+  assert 'fork_probe_xq' not in sys.modules
+  assert task.train_step is not steps.train_step and 'fork_probe_xq' in sys.modules
 
 
 @pytest.mark.parametrize('spec,message', [
-    ('my_fork.train_step', "must be 'module:function'"),
-    ('json:', "must be 'module:function'"),
+    ('my_fork.train_step:', "must be 'module' (a fork module) or 'module:function'"),
+    ('json:', "must be 'module' (a fork module) or 'module:function'"),
     ('no_such_module_xq:train_step', "cannot import train_step module 'no_such_module_xq'"),
+    ('no_such_module_xq', "cannot import train_step module 'no_such_module_xq'"),
     ('json:no_such_function', "module 'json' has no function 'no_such_function'"),
 ])
 def test_bad_train_step_is_one_error(spec, message):
-  with pytest.raises(UserError, match=message):
-    tasks.resolve_train_step(spec, steps.train_step)
+  with pytest.raises(UserError, match=re.escape(message)):
+    forks.load(spec)
 
 
 def test_bad_train_step_through_train_py_is_one_error_line(tmp_path, fashion_dir):

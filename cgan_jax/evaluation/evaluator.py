@@ -19,7 +19,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from cgan_jax import checkpointing, input_pipeline, models, sampling, tasks
+from cgan_jax import checkpointing, forks, input_pipeline, models, sampling, tasks
 from cgan_jax import state as state_lib
 from cgan_jax.errors import UserError
 from cgan_jax.evaluation import classifier, features, metrics
@@ -286,7 +286,8 @@ class DatasetEvaluator:
     rows = []
     for kind in kinds:
       g_params, g_stats = state_lib.sampling_generator(state, kind)
-      label = models.label(config) + (f' ({kind})' if which == 'both' and state.g_ema else '')
+      label = (models.label(config) + forks.label(config)
+               + (f' ({kind})' if which == 'both' and state.g_ema else ''))
       logging.info('Scoring %s step %d (%s, %d samples%s)', workdir, step, label,
                    self.options.num_samples,
                    f' x {self.options.draws} draws' if self.options.draws > 1 else '')
