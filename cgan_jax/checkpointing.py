@@ -18,8 +18,8 @@ from absl import logging
 from etils import epath
 
 from cgan_jax import checkpoint_faults as faults
+from cgan_jax import config_defaults
 from cgan_jax import forks
-from cgan_jax import models
 from cgan_jax.errors import CheckpointDamaged, CheckpointWriteError, UserError
 from cgan_jax.state import GANState
 
@@ -129,7 +129,7 @@ class Checkpointer:
     if isinstance(meta.get('config'), dict):
       # Written by an older version (a registry name for config.model, or a model group
       # without an option added since): today's form.
-      meta['config'] = models.upgrade(meta['config'])
+      meta['config'] = config_defaults.upgrade(meta['config'])
     return meta
 
   def _read_state(self, template: GANState, step: int, extra_as_saved: bool) -> GANState:

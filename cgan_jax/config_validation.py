@@ -3,7 +3,8 @@
 `validate(config)` raises one UserError naming every bad field ("log_every_steps must be an
 integer >= 1, got 0; ..."), so a typo costs seconds, not a crash an hour into a run. Names
 (dataset, loss, optimizer) are resolved right after by `tasks.build`, which lists the
-known ones. Fields this module does not know (a fork's own) are logged, not refused.
+known ones. A top-level field this module does not know is refused (a fork's own fields
+live in `config.fork`, checked by cgan_jax/forks.py); unknown keys inside a group are logged.
 """
 
 import math
@@ -91,8 +92,9 @@ FIELDS: dict[str, Check] = {
     'profile_steps': integer(0, note=' (0: off)'),
 }
 
-# Fields a recipe may set and others leave out (absent: cgan_jax.state.SCHEDULE_DEFAULTS, the
-# classic step). The model's options are in config.model (cgan_jax.models.FAMILIES).
+# Fields with a default in config_defaults.py that a config built without it (an older
+# checkpoint's, upgraded by config_defaults.upgrade; a hand-made one) may lack. The model's
+# options are in config.model (cgan_jax.models.FAMILIES).
 OPTIONAL_FIELDS: dict[str, Check] = {
     'sample_fake_labels': FLAG, 'fresh_g_inputs': FLAG, 'split_d_step': FLAG,
     'simultaneous_updates': FLAG,
@@ -129,9 +131,15 @@ TRANSLATION_FIELDS: dict[str, Check] = {
 }
 
 
+# The groups of a training config, each checked by its own rules (fork: forks.fork_config).
+GROUPS = ('model', 'g_optimizer', 'd_optimizer', 'translation', 'fork')
+
+
 def _check_group(group: Any, rules: dict[str, Check], prefix: str,
-                 required: tuple[str, ...] = ()) -> list[str]:
-  """Problems of one (sub)config against its rules; unknown fields are logged."""
+                 required: tuple[str, ...] = (), top: bool = False) -> list[str]:
+  """Problems of one (sub)config against its rules. Unknown fields at the top (`top`) are
+  refused (a typo, or a fork's field outside config.fork); in a group (an optimizer's extra
+  keyword, say) they are logged."""
   values = group.to_dict() if isinstance(group, ml_collections.ConfigDict) else group
   if not isinstance(values, dict):
     return [f'{prefix.rstrip(".")} must be a config group, got {group!r}']
@@ -141,6 +149,9 @@ def _check_group(group: Any, rules: dict[str, Check], prefix: str,
       problem = rules[name](value)
       if problem:
         problems.append(f'{prefix}{name} {problem}')
+    elif top and name not in GROUPS:
+      problems.append(f'{name} is not a field of the training config (a forked step\'s own '
+                      'fields go in config.fork: docs/forking.md)')
     elif not isinstance(value, dict):
       logging.warning('config field %s%s is not one this trainer knows; not checked',
                       prefix, name)
@@ -166,7 +177,8 @@ def _cross_field(config: ml_collections.ConfigDict) -> list[str]:
 
 def problems(config: ml_collections.ConfigDict) -> list[str]:
   """Everything wrong with `config`, one phrase per bad field (empty: all valid)."""
-  found = _check_group(config, {**FIELDS, **OPTIONAL_FIELDS}, '', required=tuple(FIELDS))
+  found = _check_group(config, {**FIELDS, **OPTIONAL_FIELDS}, '', required=tuple(FIELDS),
+                       top=True)
   if 'model' in config:
     from cgan_jax import models  # the registry knows each family's options
     found += models.problems(config.model)

@@ -108,17 +108,12 @@ def clip_weights(c: float) -> Callable[[PyTree], PyTree]:
   return lambda params: jax.tree.map(lambda p: jnp.clip(p, -c, c), params)
 
 
-# Optional schedule fields of a recipe (absent: the classic step) and their defaults.
-SCHEDULE_DEFAULTS = dict(sample_fake_labels=False, fresh_g_inputs=False, split_d_step=False,
-                         simultaneous_updates=False, critic_warmup_iters=0,
-                         critic_warmup_first=25, critic_warmup_every=500, lr_decay_rate=1.0,
-                         lr_decay_every_steps=1, ema_decay=0.0, ema_start_step=0,
-                         diffaugment='')
-
-
 def schedule_field(config: ml_collections.ConfigDict, name: str):
-  """config.<name>, or its SCHEDULE_DEFAULTS value in configs that do not set it."""
-  return config.get(name, SCHEDULE_DEFAULTS[name])
+  """config.<name>, or its default (config_defaults.py) in a config built without it."""
+  if name in config:
+    return config[name]
+  from cgan_jax import config_defaults
+  return config_defaults.get_config()[name]
 
 
 def _optimizer(cfg: ml_collections.ConfigDict, config: ml_collections.ConfigDict,

@@ -23,10 +23,9 @@ import numpy as np
 from absl import logging
 from flax import traverse_util
 
-from cgan_jax import checkpointing, cli, config_validation, device_input, input_pipeline, parallel
-from cgan_jax import preemption, tasks, visualize, workdir_lock
+from cgan_jax import checkpointing, cli, config_defaults, config_validation, device_input
+from cgan_jax import input_pipeline, parallel, preemption, tasks, visualize, workdir_lock
 from cgan_jax.errors import Preempted, UserError
-from configs.default import RUNTIME_FIELDS
 
 class TrainingDiverged(UserError):
   """A loss or parameter became NaN/Inf."""
@@ -47,10 +46,11 @@ def check_workdir(workdir: str) -> None:
 def check_same_run(saved: dict[str, Any], config: ml_collections.ConfigDict, where: str) -> None:
   """Refuses to resume a checkpoint written by a different model/config (the fields that
   differ named one by one: model.norm, d_optimizer.learning_rate, ...)."""
+  runtime = config_defaults.RUNTIME_FIELDS
   old = traverse_util.flatten_dict(
-      {k: v for k, v in saved['config'].items() if k not in RUNTIME_FIELDS}, sep='.')
+      {k: v for k, v in saved['config'].items() if k not in runtime}, sep='.')
   new = traverse_util.flatten_dict(
-      {k: v for k, v in config.to_dict().items() if k not in RUNTIME_FIELDS}, sep='.')
+      {k: v for k, v in config.to_dict().items() if k not in runtime}, sep='.')
   diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
   if diff:
     shown = '; '.join(f'{k}: checkpoint {old.get(k)!r} vs config {new.get(k)!r}' for k in diff)

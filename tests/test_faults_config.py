@@ -100,10 +100,24 @@ def test_fewer_examples_than_one_step():
       'num_train_examples 100 is fewer than one step needs (batch_size 64 x n_critic 5 = 320)']
 
 
-def test_a_field_of_a_fork_is_logged_not_refused():
+def test_an_unknown_top_level_field_is_refused_naming_config_fork():
   c = cgan.get_config()
-  c.my_new_field = 3
   assert config_validation.problems(c) == []
+  c.my_new_field = 3
+  assert config_validation.problems(c) == [
+      'my_new_field is not a field of the training config (a forked step\'s own fields go in '
+      'config.fork: docs/forking.md)']
+
+
+def test_an_unknown_optimizer_keyword_is_logged_not_refused(monkeypatch):
+  logged = []
+  monkeypatch.setattr(config_validation.logging, 'warning',
+                      lambda message, *args: logged.append(message % args))
+  c = cgan.get_config()
+  c.d_optimizer.mu_dtype = 'float32'  # an optax.adam keyword the rules do not list
+  assert config_validation.problems(c) == []
+  assert logged == ['config field d_optimizer.mu_dtype is not one this trainer knows; not '
+                    'checked']
 
 
 # Every recipe's config as written before models took options (config.model a registry name,
@@ -114,16 +128,19 @@ with open(os.path.join(ROOT, 'tests', 'data', 'configs_before_model_options.json
 
 @pytest.mark.parametrize('recipe', sorted(LEGACY))
 def test_a_config_from_before_model_options_upgrades_to_the_recipe_today(recipe):
-  from cgan_jax import models, trainer
+  from cgan_jax import config_defaults, models, trainer
   old = LEGACY[recipe]
   assert isinstance(old['model'], str)
   today = importlib.import_module(f'configs.{recipe}').get_config()
+  upgraded = config_defaults.upgrade(old)
   # Equal but for runtime fields (added since, like dispatch_ahead), so a checkpoint written
-  # then resumes under today's recipe.
-  trainer.check_same_run({'config': models.upgrade(old)}, today, recipe)
-  assert {k: v for k, v in models.upgrade(old).items() if k not in RUNTIME_FIELDS} == {
+  # then resumes under today's recipe; the fields added to the defaults since (ema_decay,
+  # train_step, ...) come in at their defaults.
+  trainer.check_same_run({'config': upgraded}, today, recipe)
+  assert {k: v for k, v in upgraded.items() if k not in RUNTIME_FIELDS} == {
       k: v for k, v in today.to_dict().items() if k not in RUNTIME_FIELDS}
-  assert models.label(models.upgrade(old)['model']) == old['model']
+  assert set(today.to_dict()) - set(old) - set(RUNTIME_FIELDS)  # the test has work to do
+  assert models.label(upgraded['model']) == old['model']
 
 
 # Recipes added after models took options: no checkpoint of theirs has the old form.
@@ -133,3 +150,12 @@ AFTER_MODEL_OPTIONS = {'cgan_projection_infogan'}
 def test_the_legacy_dump_covers_every_recipe():
   assert set(LEGACY) == set(_recipes()) - {'default'} - AFTER_MODEL_OPTIONS
   assert not AFTER_MODEL_OPTIONS & set(LEGACY)
+
+
+@pytest.mark.parametrize('recipe', sorted(os.path.basename(p)[:-3] for p in glob.glob(
+    os.path.join(ROOT, 'configs', '*.py')) if not p.endswith(('__init__.py', 'default.py'))))
+def test_every_documented_field_is_on_every_recipe(recipe):
+  """--config.diffaugment=..., --config.ema_decay=... work on any recipe: each optional field
+  has its one home, with its default, in cgan_jax/config_defaults.py."""
+  config = importlib.import_module(f'configs.{recipe}').get_config()
+  assert set(config_validation.OPTIONAL_FIELDS) <= set(config)
