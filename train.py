@@ -6,16 +6,17 @@ Multi-process (multi-host) runs: the same command on every process, plus
 TPU pod / SLURM / Open MPI); see README "Multi-host".
 """
 
+import os
+
 from absl import app, flags
-from ml_collections import config_flags
 
 from cgan_jax import cli, distributed
 
 FLAGS = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and samples.',
                             required=True)
-_CONFIG = config_flags.DEFINE_config_file('config', 'configs/cgan_fashion_mnist.py',
-                                          'Training recipe (a configs/*.py file).',
-                                          lock_config=True)
+_CONFIG = cli.define_config_file(
+    'config', os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs',
+                           'cgan_fashion_mnist.py'), 'Training recipe (a configs/*.py file).')
 distributed.define_flags()
 
 

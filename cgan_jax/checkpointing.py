@@ -186,9 +186,12 @@ class Checkpointer:
 
   def _read(self, step: int | None, read: Callable[[int], T]) -> T:
     """read(step); for `step=None`, read(newest) falling back to older ones that read."""
-    if step is not None:
-      return read(step)
     steps = self.all_steps()
+    if step is not None:
+      if step not in steps:
+        have = ', '.join(map(str, steps)) or 'none'
+        raise UserError(f'no checkpoint of step {step} in {self.directory} (its steps: {have})')
+      return read(step)
     if not steps:
       raise UserError(f'no checkpoint found in {self.directory}')
     for s in reversed(steps):

@@ -6,6 +6,7 @@ workdir in use, no checkpoint that restores, a failed save); 128 + signal (143 S
 """
 
 import functools
+import importlib.util
 import logging
 import os
 import re
@@ -132,23 +133,95 @@ def user_errors_exit(main: Callable) -> Callable:
   return wrapped
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-  """absl's flag parsing (as app.run does it), where a --config.<field> override that names no
-  field of the config is one `error:` line and exit status 2, not ml_collections' traceback."""
-  from absl import app
+def check_config_file(spec: str) -> None:
+  """--config=PATH[:ARG] loaded as config_flags will load it, so that a missing file, a
+  syntax error, a missing or raising get_config is one UserError naming the file."""
+  path, _, arg = spec.partition(':')
+  where = f'--config={spec}'
+  if not os.path.isfile(path):
+    raise UserError(f'{where}: no such file {os.path.abspath(path)}')
   try:
-    return app.parse_flags_with_usage(argv)
+    with open(path, encoding='utf-8') as f:
+      compile(f.read(), path, 'exec')
+  except SyntaxError as e:
+    raise UserError(f'{where}: syntax error in {path}, line {e.lineno}: {e.msg}') from e
+  except (OSError, UnicodeDecodeError) as e:
+    raise UserError(f'{where}: cannot read {path}: {e}') from e
+  loader = importlib.util.spec_from_file_location('_config_file_check', path)
+  module = importlib.util.module_from_spec(loader)
+  try:
+    loader.loader.exec_module(module)
+  except Exception as e:  # noqa: BLE001 - a config file is code: anything can fail
+    raise UserError(f'{where}: running {path} raised {type(e).__name__}: {e}') from e
+  get_config = getattr(module, 'get_config', None)
+  if not callable(get_config):
+    raise UserError(f'{where}: {path} defines no get_config()')
+  try:
+    get_config(arg) if arg else get_config()
+  except Exception as e:  # noqa: BLE001
+    call = f'get_config({arg!r})' if arg else 'get_config()'
+    raise UserError(f'{where}: {call} in {path} raised {type(e).__name__}: {e}') from e
+
+
+def _config_argument(argv: list[str]) -> str | None:
+  """The value of the last --config (absl's: the last one wins)."""
+  found = None
+  for i, arg in enumerate(argv[1:], 1):
+    if arg.startswith('--config='):
+      found = arg.split('=', 1)[1]
+    elif arg == '--config' and i + 1 < len(argv):
+      found = argv[i + 1]
+  return found
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing (as app.run does it), where every way a config can be wrong is one
+  `error:` line and exit status 2: a config file that is missing, does not parse, has no
+  get_config or whose get_config raises (named); a --config.<field> override that names no
+  field of the config, or cannot be read as the field's type."""
+  from absl import flags
+  try:
+    spec = _config_argument(argv)
+    if spec is not None:
+      check_config_file(spec)
+  except UserError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:  # absl would print 'FATAL Flags parsing error' and exit 1
+    print(f'error: {str(e).splitlines()[0]}', file=sys.stderr)
+    sys.exit(2)
   except (KeyError, AttributeError) as e:
-    overrides = [a.split('=', 1)[0] for a in argv[1:] if a.startswith('--config.')]
-    text = str(e).replace('\\', '')
-    names = re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text)
-    field = names[0] if names else text
-    maybe = re.search(r'Did you mean "([^"]+)"', text)
-    named = [o for o in overrides if o.split('.')[-1] == field] or overrides
-    hint = (" (a model option exists only in its family: README 'Models' lists each "
-            "family's options)" if any(o.startswith('--config.model.') for o in named) else '')
-    if maybe:
-      hint = f' (did you mean {maybe.group(1)!r}?)'
-    print(f'error: {", ".join(named)}: the config has no field {field!r}{hint}',
-          file=sys.stderr)
+    _no_such_field(e, argv)
+
+
+def _no_such_field(e: BaseException, argv: list[str]) -> None:
+  """An override naming no field of the config: one `error:` line, exit status 2."""
+  overrides = [a.split('=', 1)[0] for a in argv[1:] if a.startswith('--config.')]
+  text = str(e).replace('\\', '')
+  names = re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text)
+  field = names[0] if names else text
+  maybe = re.search(r'Did you mean "([^"]+)"', text)
+  named = [o for o in overrides if field in o.split('=')[0].split('.')[1:]] or overrides
+  hint = (" (a model option exists only in its family: README 'Models' lists each "
+          "family's options)" if any(o.startswith('--config.model.') for o in named) else '')
+  if maybe:
+    hint = f' (did you mean {maybe.group(1)!r}?)'
+  print(f'error: {", ".join(named)}: the config has no field {field!r}{hint}', file=sys.stderr)
+  sys.exit(2)
+
+
+def define_config_file(name: str, default: str, help_text: str):
+  """config_flags.DEFINE_config_file, locked. It loads the default file and applies the
+  command line's --config.<field> overrides at once, at import time; an override naming no
+  field then is the same one `error:` line as at parse time."""
+  from absl import flags
+  from ml_collections import config_flags
+  try:
+    return config_flags.DEFINE_config_file(name, default, help_text, lock_config=True)
+  except (KeyError, AttributeError) as e:
+    _no_such_field(e, sys.argv)
+  except flags.Error as e:
+    print(f'error: {str(e).splitlines()[0]}', file=sys.stderr)
     sys.exit(2)

@@ -113,3 +113,12 @@ def test_bad_kid_subset_size(gan, eval_py):
 
 def test_zero_draws(gan, eval_py):
   _assert_one_line_error(eval_py(f'--workdir={gan}', '--draws=0'), '--draws must be at least 1')
+
+
+def test_a_step_that_does_not_exist_lists_the_steps_that_do(tiny_cgan, tmp_path):
+  proc = run_script('generate.py', f'--workdir={tiny_cgan}', '--labels=7', '--step=999',
+                    f'--out={tmp_path / "x.png"}')
+  errors = [line for line in proc.stderr.splitlines() if line.startswith('error:')]
+  assert proc.returncode == 2 and 'Traceback' not in proc.stderr, proc.stderr[-2000:]
+  assert errors == [f'error: no checkpoint of step 999 in {tiny_cgan}/checkpoints (its steps: '
+                    '2, 4)'], proc.stderr[-2000:]

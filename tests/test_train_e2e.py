@@ -167,6 +167,36 @@ def test_refuses_unknown_names(tmp_path, override, needle):
   assert not (tmp_path / 'w').exists()  # refused before touching the disk
 
 
+CONFIG_FILES = {
+    'syntax.py': ('def get_config(:\n', 'syntax error in {path}, line 1'),
+    'no_get_config.py': ('x = 1\n', '{path} defines no get_config()'),
+    'raising.py': ('def get_config():\n  raise ValueError("no such recipe")\n',
+                   'get_config() in {path} raised ValueError: no such recipe'),
+    'importing.py': ('import no_such_module_xq\n', 'running {path} raised ModuleNotFoundError'),
+}
+
+
+@pytest.mark.parametrize('name', sorted(CONFIG_FILES) + ['absent.py'])
+def test_a_broken_config_file_is_one_error_line_naming_it(tmp_path, name):
+  path = tmp_path / name
+  if name in CONFIG_FILES:
+    path.write_text(CONFIG_FILES[name][0])
+  needle = CONFIG_FILES[name][1] if name in CONFIG_FILES else 'no such file {path}'
+  proc = _train(tmp_path / 'w', f'--config={path}')
+  _assert_one_line_error(proc, f'--config={path}', needle.format(path=path))
+  assert proc.returncode == 2 and not (tmp_path / 'w').exists()
+
+
+@pytest.mark.parametrize('override,needle', [
+    ('--config.batch_size=abc', "--config.batch_size=abc: invalid literal for int()"),
+    ('--config.fork.gamma=1', "--config.fork.gamma: the config has no field 'fork'"),
+])
+def test_an_unreadable_override_is_one_error_line(tmp_path, override, needle):
+  proc = run_script('train.py', f'--workdir={tmp_path / "w"}', override)  # the default config
+  _assert_one_line_error(proc, needle)
+  assert proc.returncode == 2
+
+
 def test_refuses_missing_data(tmp_path):
   empty = tmp_path / 'empty'
   empty.mkdir()
