@@ -10,6 +10,7 @@ import collections
 import importlib.util
 import os
 import pickle
+import subprocess
 import sys
 import types
 import zipfile
@@ -22,6 +23,7 @@ import pytest
 from cgan_jax import input_pipeline
 from cgan_jax.errors import UserError
 from cgan_jax.evaluation import inception, metrics, pth
+from conftest import ROOT
 
 FEATURE_RTOL = 1e-4  # the bound on features and logits: max |a - b| / max |b|
 
@@ -294,3 +296,36 @@ def test_random_weights_are_labelled_nonstandard(random_pth):
   space = inception.feature_space(weights)
   assert 'NOT the standard weights' in space.note and space.feature_dim == 2048
   assert space.batch_size == 10 and not space.class_probs and '299x299' in space.resize
+
+
+def test_fast_cpu_features_adds_the_ynn_flag_once_and_xla_accepts_it(monkeypatch):
+  import jaxlib
+  from cgan_jax import cli
+  monkeypatch.delenv('CGAN_JAX_CPU_DOT_FUSION', raising=False)
+  monkeypatch.setenv('XLA_FLAGS', '--xla_force_host_platform_device_count=1')
+  tested = jaxlib.__version__.startswith(cli.CPU_DOT_FUSION_JAXLIB)
+  assert cli.fast_cpu_features() is tested
+  want = ('--xla_force_host_platform_device_count=1 ' + cli.CPU_DOT_FUSION_FLAG if tested
+          else '--xla_force_host_platform_device_count=1')
+  assert os.environ['XLA_FLAGS'] == want
+  assert cli.fast_cpu_features() is False and os.environ['XLA_FLAGS'] == want  # not twice
+  monkeypatch.setenv('XLA_FLAGS', '--xla_cpu_experimental_ynn_fusion_type=dot,eltwise')
+  assert cli.fast_cpu_features() is False  # the user's choice wins
+  monkeypatch.setenv('XLA_FLAGS', '')
+  monkeypatch.setenv('CGAN_JAX_CPU_DOT_FUSION', '0')
+  assert cli.fast_cpu_features() is False and os.environ['XLA_FLAGS'] == ''
+  # XLA aborts on a flag it does not know: a process with it computes a convolution right.
+  code = ('from cgan_jax import cli; cli.fast_cpu_features(); import os, jax, numpy as np; '
+          'x = np.random.default_rng(0).random((2, 9, 9, 3), np.float32); '
+          'k = np.random.default_rng(1).random((3, 3, 3, 4), np.float32); '
+          'y = jax.lax.conv_general_dilated(x, k, (1, 1), "VALID", '
+          'dimension_numbers=("NHWC", "HWIO", "NHWC")); '
+          'ref = sum(x[:, i:i + 7, j:j + 7, :] @ k[i, j] for i in range(3) for j in range(3)); '
+          'print(os.environ.get("XLA_FLAGS"), float(np.abs(np.asarray(y) - ref).max()))')
+  env = {k: v for k, v in os.environ.items() if k not in ('XLA_FLAGS', 'CGAN_JAX_CPU_DOT_FUSION')}
+  out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env,
+                       cwd=ROOT, timeout=120)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert float(out.stdout.split()[-1]) < 1e-4
+  if tested:
+    assert cli.CPU_DOT_FUSION_FLAG in out.stdout
