@@ -1,5 +1,5 @@
 """Scores trained workdirs: FID, KID, IS, precision/recall, intra-FID, conditional accuracy;
-for pix2pix L1, SSIM and FID, for CycleGAN the target-class share and FID (one table per kind).
+for image-to-image models L1, SSIM, the target-class share and FID (one table per kind).
 
   python eval.py --workdir=runs/a --workdir=runs/b --num_samples=10000 --format=markdown
 
@@ -92,23 +92,10 @@ def main(argv):
                               num_real=_NUM_REAL.value, generator=_GENERATOR.value,
                               draws=_DRAWS.value)
   by_kind = evaluator.evaluate(_WORKDIR.value, options, _ALL.value, _REFERENCE.value)
-  from cgan_jax.evaluation import translation
-  seeds = (f'seed {_SEED.value}' if _DRAWS.value == 1 else
-           f'seeds {_SEED.value} to {_SEED.value + _DRAWS.value - 1}, one per draw')
-  captions = {
-      'gan': (f'{seeds}. FID, KID, intra-FID: lower is better; IS, precision, '
-              'recall, cond. acc: higher is better. The real row scores the test split against '
-              'the train split: the best a model can do.'),
-      'pix2pix': ('pix2pix on the test split: L1 and SSIM of G(A) to the target B (pixels in '
-                  '[0, 1]); FID of G(A) to the targets. Baselines: the input itself, a blank '
-                  'image.'),
-      'cyclegan': ('CycleGAN on the test split: share of translated images the classifier '
-                   'puts in the target class; FID to the real target-class images. Baseline: '
-                   'the untranslated images.'),
-  }
-  out = [tables.render(rows, _FORMAT.value, captions[kind],
-                       None if kind == 'gan' else translation.SCHEMAS[kind])
-         for kind, rows in by_kind.items()]
+  from cgan_jax import kinds
+  out = [tables.render(rows, _FORMAT.value, kinds.by_table(table).caption(options),
+                       kinds.by_table(table).schema)
+         for table, rows in by_kind.items()]
   if distributed.is_primary():
     print('\n'.join(out), end='')
     if _PLOT.value:

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cgan_jax import checkpointing, input_pipeline
+from cgan_jax import checkpointing, input_pipeline, kinds
 from cgan_jax import state as state_lib
 
 
@@ -14,11 +14,7 @@ def load(workdir: str, step: int | None = None) -> tuple[state_lib.GAN, state_li
   ckpt = checkpointing.Checkpointer(workdir, read_only=True)
   meta = ckpt.restore_meta(step)
   config = ml_collections.ConfigDict(meta['config'])
-  from cgan_jax import tasks
-  if tasks.kind(config) != tasks.GanTask.kind:
-    from cgan_jax.errors import UserError
-    raise UserError(f'{workdir} holds a {config.model.name} run, which translates images rather than '
-                    'drawing them from noise: see its samples/ grids, and score it with eval.py')
+  kinds.of(config).check_drawable(workdir, config)
   info = input_pipeline.DATASETS[input_pipeline.canonical_name(config.dataset)]
   gan = state_lib.build_gan(config, info.num_classes, axis_name=None,
                             image_shape=info.image_shape)

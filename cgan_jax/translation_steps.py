@@ -46,16 +46,11 @@ class Translator:
   d_tx: optax.GradientTransformation
   channels: int               # C of one side; batches hold 2C
   image_size: int
-  two_way: bool               # CycleGAN: nets {'ab', 'ba'} and critics {'a', 'b'}
   l1_weight: float = 0.0      # pix2pix λ_L1
   cycle_weight: float = 0.0   # CycleGAN λ_cyc
   identity_weight: float = 0.0  # CycleGAN λ_id
   pool_size: int = 0          # CycleGAN replay buffer per domain (0: none)
   pool_mix: float = 0.5       # once full: P(return a stored fake instead of the new one)
-
-  @property
-  def train_step(self) -> Callable:
-    return cyclegan_step if self.two_way else pix2pix_step
 
 
 @flax.struct.dataclass
@@ -77,32 +72,43 @@ class TranslationState:
   spec: Translator = flax.struct.field(pytree_node=False)
 
 
-def init_state(spec: Translator, rng: jax.Array) -> TranslationState:
-  """Initialises the nets (inference-mode trace) and empty replay buffers."""
-  keys = iter(jax.random.split(rng, 5))
+def _fresh(spec: Translator, rng: jax.Array, g_vars: PyTree, d_vars: PyTree, pool: PyTree,
+           part: Callable[[PyTree, str], PyTree]) -> TranslationState:
+  """Step 0 from the nets' variables; part(vars, collection) picks one collection out."""
+  g_params, g_stats = part(g_vars, 'params'), part(g_vars, 'batch_stats')
+  d_params, d_stats = part(d_vars, 'params'), part(d_vars, 'batch_stats')
+  return TranslationState(
+      step=jnp.zeros((), jnp.int32), rng=rng, g_params=g_params, g_stats=g_stats,
+      g_opt=spec.g_tx.init(g_params), d_params=d_params, d_stats=d_stats,
+      d_opt=spec.d_tx.init(d_params), pool=pool, spec=spec)
+
+
+def init_pix2pix(spec: Translator, rng: jax.Array) -> TranslationState:
+  """One G and one D (on [A ‖ B]), initialised in inference mode."""
+  keys = jax.random.split(rng, 5)
   side, c = spec.image_size, spec.channels
   x = jnp.zeros((1, side, side, c), jnp.float32)
-  d_in = x if spec.two_way else jnp.zeros((1, side, side, 2 * c), jnp.float32)
-  init = lambda net, inp: net.init(next(keys), inp, train=False)
-  if spec.two_way:
-    g_vars = {name: init(spec.generator, x) for name in ('ab', 'ba')}
-    d_vars = {name: init(spec.discriminator, d_in) for name in ('a', 'b')}
-    part = lambda tree, col: {k: v.get(col, {}) for k, v in tree.items()}
-    g_params, g_stats = part(g_vars, 'params'), part(g_vars, 'batch_stats')
-    d_params, d_stats = part(d_vars, 'params'), part(d_vars, 'batch_stats')
-  else:
-    g_vars, d_vars = init(spec.generator, x), init(spec.discriminator, d_in)
-    g_params, g_stats = g_vars['params'], g_vars.get('batch_stats', {})
-    d_params, d_stats = d_vars['params'], d_vars.get('batch_stats', {})
+  g_vars = spec.generator.init(keys[0], x, train=False)
+  d_vars = spec.discriminator.init(keys[1], jnp.concatenate([x, x], -1), train=False)
+  return _fresh(spec, keys[2], g_vars, d_vars, {}, lambda v, col: v.get(col, {}))
+
+
+def init_cyclegan(spec: Translator, rng: jax.Array) -> TranslationState:
+  """G and F as {'ab', 'ba'}, D_A and D_B as {'a', 'b'} (inference-mode init), and empty
+  replay buffers (none when pool_size is 0)."""
+  keys = jax.random.split(rng, 5)
+  side, c = spec.image_size, spec.channels
+  x = jnp.zeros((1, side, side, c), jnp.float32)
+  g_vars = {name: spec.generator.init(k, x, train=False) for name, k in zip(('ab', 'ba'), keys)}
+  d_vars = {name: spec.discriminator.init(k, x, train=False)
+            for name, k in zip(('a', 'b'), keys[2:])}
   pool = {}
-  if spec.two_way and spec.pool_size:
+  if spec.pool_size:
     empty = lambda: jnp.zeros((spec.pool_size, side, side, c), jnp.float32)  # distinct buffers
     pool = {'a': empty(), 'a_count': jnp.zeros((), jnp.int32),
             'b': empty(), 'b_count': jnp.zeros((), jnp.int32)}
-  return TranslationState(
-      step=jnp.zeros((), jnp.int32), rng=next(keys), g_params=g_params, g_stats=g_stats,
-      g_opt=spec.g_tx.init(g_params), d_params=d_params, d_stats=d_stats,
-      d_opt=spec.d_tx.init(d_params), pool=pool, spec=spec)
+  part = lambda tree, col: {name: v.get(col, {}) for name, v in tree.items()}
+  return _fresh(spec, keys[4], g_vars, d_vars, pool, part)
 
 
 def translate(spec: Translator, g_params: PyTree, g_stats: PyTree,

@@ -31,8 +31,9 @@ def test_every_registered_model_is_covered():
   gans = {n for n, (family, _) in models.LEGACY_NAMES.items() if family in models.FAMILIES}
   assert gans == set(EXPECTED)
   assert {models.LEGACY_NAMES[n][0] for n in EXPECTED} == set(models.FAMILIES)
-  from cgan_jax import tasks
-  assert set(tasks.TRANSLATORS) == set(models.TRANSLATION_FAMILIES)
+  from cgan_jax import kinds
+  assert not set(kinds.KINDS) & set(models.FAMILIES)  # a family is of one kind
+  assert {kind.table for kind in kinds.registered()} == {'gan', *kinds.KINDS}
 
 
 def _config(model='infogan_cgan', **overrides):

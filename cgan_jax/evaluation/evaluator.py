@@ -19,7 +19,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from cgan_jax import checkpointing, forks, input_pipeline, models, sampling, tasks
+from cgan_jax import checkpointing, forks, input_pipeline, kinds, models, sampling, tasks
 from cgan_jax import state as state_lib
 from cgan_jax.errors import UserError
 from cgan_jax.evaluation import classifier, features, metrics
@@ -313,10 +313,8 @@ def combine_draws(rows: list[Row]) -> Row:
 
 def evaluate(workdirs: list[str], options: Options, all_checkpoints: bool = False,
              reference: bool = True) -> dict[str, list[Row]]:
-  """Tables by kind: 'gan' (noise-to-image runs, one real-data row per dataset first),
-  'pix2pix' and 'cyclegan' (evaluation/translation.py, baselines first); one row per run
-  (or per checkpoint). Kinds with no run are left out."""
-  from cgan_jax.evaluation import translation
+  """Tables by kind (its `table` name -> rows, built by the kind's `evaluate`: reference
+  rows first, then one row per run or per checkpoint). Kinds with no run are left out."""
   unknown = [name for name in options.features if name not in EXTRACTORS]
   if unknown or not options.features:
     raise UserError(f'unknown --features {",".join(unknown)!r}; known: {", ".join(EXTRACTORS)}')
@@ -324,19 +322,14 @@ def evaluate(workdirs: list[str], options: Options, all_checkpoints: bool = Fals
   for workdir in workdirs:
     for step in checkpoint_steps(workdir) if all_checkpoints else [None]:
       targets.append((workdir, step, run_config(workdir, step)))
-  tables: dict[str, list[Row]] = {}
-  scorer = translation.TranslationEvaluator(options)
-  for workdir, step, config in targets:
-    if translation.is_translation(config):
-      rows = tables.setdefault(models.label(config), [])
-      rows += scorer.rows(workdir, step, reference=reference and not rows)
-  gan_targets = [t for t in targets if not translation.is_translation(t[2])]
-  if gan_targets:
-    tables['gan'] = _evaluate_gans(gan_targets, options, reference)
-  return tables
+  by_kind: dict[type, list[tuple[str, int | None, ml_collections.ConfigDict]]] = {}
+  for target in targets:
+    by_kind.setdefault(kinds.of(target[2]), []).append(target)
+  ordered = sorted(by_kind, key=lambda kind: kind.table_rank)  # stable: then by first run
+  return {kind.table: kind.evaluate(by_kind[kind], options, reference) for kind in ordered}
 
 
-def _evaluate_gans(targets: list[tuple[str, int | None, ml_collections.ConfigDict]],
+def score_gans(targets: list[tuple[str, int | None, ml_collections.ConfigDict]],
                    options: Options, reference: bool) -> list[Row]:
   """Noise-to-image rows per dataset and feature space: a real-data row, then the runs."""
   datasets = list(dict.fromkeys(input_pipeline.canonical_name(c.dataset) for *_, c in targets))

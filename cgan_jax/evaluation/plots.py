@@ -9,19 +9,9 @@ import dataclasses
 import math
 from typing import Any
 
-Row = dict[str, Any]
+from cgan_jax import kinds
 
-# (column, panel title) per table kind, in the tables' order; an arrow says which way is better.
-METRICS: dict[str, tuple[tuple[str, str], ...]] = {
-    'gan': (('fid', 'FID ↓'), ('kid', 'KID ↓'), ('is', 'Inception score ↑'),
-            ('precision', 'precision ↑'), ('recall', 'recall ↑'), ('intra_fid', 'intra-FID ↓'),
-            ('cond_acc', 'conditional accuracy ↑'),
-            # results.py's rows: the standard FID and KID beside the classifier's
-            ('inception_fid', 'Inception FID ↓'), ('inception_kid', 'Inception KID ↓')),
-    'pix2pix': (('l1', 'L1 ↓'), ('ssim', 'SSIM ↑'), ('fid', 'FID ↓')),
-    'cyclegan': (('share_ab', 'G(A) in class B ↑'), ('share_ba', 'F(B) in class A ↑'),
-                 ('fid_ab', 'FID G(A)↔B ↓'), ('fid_ba', 'FID F(B)↔A ↓')),
-}
+Row = dict[str, Any]
 
 
 @dataclasses.dataclass
@@ -39,11 +29,12 @@ def panels(by_kind: dict[str, list[Row]], x: str = 'step') -> list[Panel]:
   """A panel per metric (and feature space, where a table has several) that has a value in
   at least one row with an `x`."""
   out = []
-  for kind, rows in by_kind.items():
+  for table, rows in by_kind.items():
+    kind = kinds.by_table(table)
     spaces = list(dict.fromkeys(r.get('features') for r in rows))
     for space in spaces:
       in_space = [r for r in rows if r.get('features') == space]
-      for metric, title in METRICS.get(kind, ()):
+      for metric, title in kind.plotted if kind else ():
         if any(r.get(x) is not None and _number(r.get(metric)) for r in in_space):
           suffix = f' ({space})' if len(spaces) > 1 and space else ''
           out.append(Panel(title + suffix, metric, in_space))

@@ -30,8 +30,16 @@ def _pm(scale: float, digits: int) -> Callable[[Row, str], str]:
   return lambda row, k: f'{row[k] * scale:.{digits}f} ± {row[k + "_std"] * scale:.{digits}f}'
 
 
-def _fixed(digits: int) -> Callable[[Row, str], str]:
+def fixed(digits: int) -> Callable[[Row, str], str]:
   return lambda row, k: f'{row[k]:.{digits}f}'
+
+
+def percent(row: Row, k: str) -> str:
+  return f'{100 * row[k]:.1f} %'
+
+
+def text(row: Row, k: str) -> str:
+  return str(row[k])
 
 
 def over_draws(scale: float, digits: int, unit: str = '') -> Callable[[Row, str], str]:

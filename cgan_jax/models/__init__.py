@@ -15,7 +15,7 @@ import flax.linen as nn
 import jax
 import ml_collections
 
-from cgan_jax import losses
+from cgan_jax import kinds, losses
 from cgan_jax.errors import UserError
 from cgan_jax.models import acgan, dcgan, infogan, mlp, sngan
 from cgan_jax.models.common import DOutput, normal_latent, uniform_latent  # noqa: F401
@@ -183,10 +183,6 @@ FAMILIES: dict[str, Family] = {
                     else 'sngan'),
 }
 
-# The image-to-image families (built by cgan_jax.tasks; their options live in
-# config.translation).
-TRANSLATION_FAMILIES = ('pix2pix', 'cyclegan')
-
 # The registry names before models took options -> (family, options). Checkpoints written
 # then are upgraded on reading (`upgrade`); the names stay the display labels.
 LEGACY_NAMES: dict[str, tuple[str, dict[str, Any]]] = {
@@ -217,7 +213,7 @@ def model_config(name: str, **options) -> ml_collections.ConfigDict:
   """config.model for family `name`: every option of the family, `options` over its defaults
   (so each is overridable on the command line: --config.model.norm=layer)."""
   family = FAMILIES.get(name)
-  if family is None and name not in TRANSLATION_FAMILIES:
+  if family is None and name not in kinds.KINDS:
     raise UserError(f'unknown model family {name!r}; known: {", ".join(known_families())}')
   defaults = family.defaults if family else {}
   unknown = sorted(set(options) - set(defaults))
@@ -236,7 +232,7 @@ def from_legacy_name(name: str) -> ml_collections.ConfigDict:
 
 
 def known_families() -> list[str]:
-  return sorted([*FAMILIES, *TRANSLATION_FAMILIES])
+  return sorted([*FAMILIES, *kinds.KINDS])
 
 
 def _as_dict(model: Any) -> Any:
@@ -256,7 +252,7 @@ def problems(model: Any) -> list[str]:
     return [f'model must be a config group with a name (one of {", ".join(known_families())}),'
             f' got {m!r}']
   name = m['name']
-  if name in TRANSLATION_FAMILIES:
+  if name in kinds.KINDS:  # families of their own kind (cgan_jax/kinds/)
     extra = sorted(set(m) - {'name'})
     return [f'model {name!r} has no option {", ".join(extra)} (its options are in '
             'config.translation)'] if extra else []
