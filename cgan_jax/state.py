@@ -108,12 +108,15 @@ def clip_weights(c: float) -> Callable[[PyTree], PyTree]:
   return lambda params: jax.tree.map(lambda p: jnp.clip(p, -c, c), params)
 
 
+@functools.cache
+def _defaults() -> dict[str, Any]:
+  from cgan_jax import config_defaults
+  return config_defaults.get_config().to_dict()
+
+
 def schedule_field(config: ml_collections.ConfigDict, name: str):
   """config.<name>, or its default (config_defaults.py) in a config built without it."""
-  if name in config:
-    return config[name]
-  from cgan_jax import config_defaults
-  return config_defaults.get_config()[name]
+  return config[name] if name in config else _defaults()[name]
 
 
 def _optimizer(cfg: ml_collections.ConfigDict, config: ml_collections.ConfigDict,
